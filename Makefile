@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench bench-real bench-peers clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+test: $(STAMP)
+	$(BIN)/ruff check comfylock tests examples benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check comfylock tests examples benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+bench-real: $(STAMP)
+	$(BIN)/python benchmarks/run.py --real
+
+bench-peers: $(STAMP)
+	$(BIN)/python benchmarks/run.py --peers
+
+clean:
+	rm -rf $(VENV) demo .bench .pytest_cache

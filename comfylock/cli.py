@@ -1,0 +1,266 @@
+"""The command line: parse arguments, call the API, print what it returns, pick the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--comfyui", metavar="DIR", help="the ComfyUI folder (default: here, else $COMFYUI_PATH)")
+    p.add_argument(
+        "--python",
+        metavar="PY",
+        help="the target interpreter or venv (default: VIRTUAL_ENV, "
+        "<comfyui>/venv, <comfyui>/.venv, ../python_embeded, this Python)",
+    )
+    p.add_argument("--lock", metavar="FILE", help="the lock file (default: <comfyui>/comfylock.lock)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="print more detail")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _index(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index-url", metavar="URL")
+    p.add_argument("--extra-index-url", metavar="URL", action="append", default=[])
+    p.add_argument("--find-links", "-f", metavar="DIR_OR_URL", action="append", default=[])
+    p.add_argument("--no-index", action="store_true")
+    p.add_argument("--offline", action="store_true", help="use only uv's cache")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="comfylock",
+        description="One lock file for a ComfyUI install's Python packages: compile, sync, roll back.",
+    )
+    parser.add_argument("--version", action="version", version=f"comfylock {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="resolve core + nodes + your requirements into the lock")
+    _common(p)
+    _index(p)
+    p.add_argument("-U", "--upgrade", action="store_true", help="move every package to its newest allowed")
+    p.add_argument("-P", "--upgrade-package", metavar="NAME", action="append", default=[])
+    p.add_argument("--refresh", action="store_true", help="revalidate uv's cache")
+    p.add_argument("--skip-node", metavar="NAME", action="append", default=[])
+    p.add_argument("--keep-going", action="store_true", help="skip invalid requirement lines, with a warning")
+    p.add_argument("--policy", metavar="FILE", action="append", default=[], help="an extra pip-policy.json")
+    p.add_argument("--yes", action="store_true", help="go on past policy warnings that stop the compile")
+    p.add_argument("--dry-run", action="store_true", help="resolve and report, write nothing")
+    p.add_argument("--python-version", metavar="X.Y", help="compile for another Python (uv's value)")
+    p.add_argument("--python-platform", metavar="TRIPLE", help="compile for another platform (uv's value)")
+
+    p = sub.add_parser("sync", help="make the environment exactly the lock")
+    _common(p)
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--offline", action="store_true", help="use only uv's cache")
+
+    p = sub.add_parser("rollback", help="sync back to an earlier state from the history")
+    _common(p)
+    p.add_argument("--to", metavar="ID", type=int, help="history entry (default: before the last sync)")
+    p.add_argument("--dry-run", action="store_true")
+
+    p = sub.add_parser("history", help="list the recorded states")
+    _common(p)
+
+    p = sub.add_parser("check", help="exit 0 if the environment matches the lock, 1 listing what differs")
+    _common(p)
+
+    p = sub.add_parser("add", help="add your own requirements (kept by comfylock, resolved with the rest)")
+    _common(p)
+    p.add_argument("requirements", nargs="+", metavar="REQ")
+
+    p = sub.add_parser("remove", help="remove your own requirements")
+    _common(p)
+    p.add_argument("names", nargs="+", metavar="NAME")
+    return parser
+
+
+class _Out:
+    def __init__(self, quiet: bool, verbose: bool) -> None:
+        self.quiet, self.verbose = quiet, verbose
+
+    def __call__(self, text: str = "", *, detail: bool = False) -> None:
+        if not self.quiet and (self.verbose or not detail):
+            print(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ._exceptions import ComfylockError, ResolutionError
+
+    try:
+        return _run(args, _Out(args.quiet, args.verbose))
+    except ResolutionError as e:
+        if args.debug:
+            raise
+        print(f"comfylock: error: {e}", file=sys.stderr)
+        for line in getattr(e, "involved", []):
+            print(f"  {line}", file=sys.stderr)
+        print(e.explanation, file=sys.stderr)
+        return e.exit_code
+    except ComfylockError as e:
+        if args.debug:
+            raise
+        print(f"comfylock: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("comfylock: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, out: _Out) -> int:
+    from . import api
+
+    ctx = api.Context.open(args.comfyui, python=args.python, lock_file=args.lock)
+    handler = _COMMANDS[args.command]
+    return handler(api, ctx, args, out)
+
+
+def _compile(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+    from .resolve import IndexOptions
+
+    index = None
+    if args.index_url or args.extra_index_url or args.find_links or args.no_index:
+        index = IndexOptions(
+            args.index_url, tuple(args.extra_index_url), tuple(args.find_links), args.no_index
+        )
+    r = api.compile(
+        ctx,
+        upgrade=args.upgrade,
+        upgrade_packages=args.upgrade_package,
+        index=index,
+        offline=args.offline,
+        refresh=args.refresh,
+        skip_nodes=args.skip_node,
+        keep_going=args.keep_going,
+        policy_files=[Path(p) for p in args.policy],
+        yes=args.yes,
+        dry_run=args.dry_run,
+        python_version=args.python_version,
+        python_platform=args.python_platform,
+    )
+    inputs = r.collection.inputs
+    nreq = sum(len(i.requirements) for i in inputs)
+    nodes = [i for i in inputs if i.node not in ("core", "user")]
+    name = _display(r.lock_path)
+    if r.up_to_date:
+        out(f"{name} is up to date ({len(nodes)} nodes, {len(r.lock.pins)} packages; nothing changed)")
+        return 0
+    verb = "would write" if not r.written else "wrote"
+    out(f"{verb} {name}: {len(nodes)} nodes, {nreq} requirements -> {len(r.lock.pins)} packages")
+    for i in inputs:
+        out(f"  {i.node}: {i.why} ({len(i.requirements)} requirements)", detail=len(inputs) > 8)
+        for bad in i.bad_lines:
+            out(f"  warning: skipped {bad.source.path.name}:{bad.source.line}: {bad.text!r} ({bad.reason})")
+    if r.outcome is not None:
+        for a in r.outcome.actions:
+            out(f"  policy {a.kind}: {a.detail}")
+    for w in r.warnings:
+        out(f"  warning: {w}")
+    _print_changes(out, r.changes, "changes")
+    return 0
+
+
+def _print_changes(out: _Out, changes: Sequence[Any], label: str) -> None:
+    from .lock import summarize
+
+    out(f"  {label}: {summarize(changes)}")
+    marks = {"added": "+", "removed": "-", "upgraded": "^", "downgraded": "v", "changed": "~"}
+    for c in changes:
+        if c.kind == "added":
+            out(f"    + {c.name} {c.new}")
+        elif c.kind == "removed":
+            out(f"    - {c.name} {c.old}")
+        else:
+            out(f"    {marks[c.kind]} {c.name} {c.old} -> {c.new}")
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _sync(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+    r = api.sync_env(
+        ctx,
+        lock_file=Path(args.lock).absolute() if args.lock else None,
+        dry_run=args.dry_run,
+        offline=args.offline,
+    )
+    return _report_sync(r, out, "sync")
+
+
+def _report_sync(r: Any, out: _Out, what: str) -> int:
+    for w in r.warnings:
+        out(f"warning: {w}")
+    if r.plan.is_noop:
+        out(f"environment already matches {_display(r.lock_path)}: nothing to do")
+        return 0
+    verb = "would change" if r.dry_run else "changed"
+    out(f"{what}: {verb} {len(r.plan.changes)} packages to match {_display(r.lock_path)}")
+    _print_changes(out, r.plan.changes, "plan" if r.dry_run else "done")
+    if r.entry is not None:
+        out(f"  previous state saved as history entry {r.entry.id} (`comfylock rollback` returns to it)")
+    return 0
+
+
+def _rollback(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+    return _report_sync(api.rollback(ctx, to=args.to, dry_run=args.dry_run), out, "rollback")
+
+
+def _history(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+    entries = api.list_history(ctx)
+    if not entries:
+        out("no history yet (`comfylock sync` records the environment before it changes it)")
+    for e in entries:
+        out(f"{e.id:>4}  {e.time}  {e.packages:>4} packages  before {e.trigger}")
+    return 0
+
+
+def _check(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+    p = api.check(ctx)
+    if p.is_noop:
+        out(f"environment matches {_display(ctx.lock_path)}")
+        return 0
+    words = {
+        "added": "missing",
+        "removed": "extra",
+        "upgraded": "other version",
+        "downgraded": "other version",
+        "changed": "other version",
+    }
+    out(f"environment differs from {_display(ctx.lock_path)} in {len(p.changes)} packages:")
+    for c in p.changes:
+        out(f"  {words[c.kind]}: {c.name} (installed {c.old or '-'}, lock {c.new or '-'})")
+    return 1
+
+
+def _add(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+    api.add(ctx, args.requirements)
+    out(f"added {', '.join(args.requirements)} to your requirements; run `comfylock compile` to lock them")
+    return 0
+
+
+def _remove(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+    api.remove(ctx, args.names)
+    out(f"removed {', '.join(args.names)} from your requirements; run `comfylock compile`")
+    return 0
+
+
+_COMMANDS = {
+    "compile": _compile,
+    "sync": _sync,
+    "rollback": _rollback,
+    "history": _history,
+    "check": _check,
+    "add": _add,
+    "remove": _remove,
+}

@@ -1,0 +1,244 @@
+"""Stage 2: read every requirement of core, each enabled node and the user, keeping where it came from."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Collection as AbstractSet
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+
+from ._exceptions import InputError
+from .workspace import Node, Workspace
+
+if sys.version_info >= (3, 11):
+    pass
+else:
+    pass
+
+CORE = "core"  # the node name given to ComfyUI's own requirements
+USER = "user"  # the node name given to the user's own requirements (comfylock add)
+
+# Options a file may carry that change where EVERY package comes from; a node may only use them when
+# the user allows that node by name (NodeSettings.allow_options).
+INDEX_OPTIONS = frozenset(
+    {"--index-url", "--extra-index-url", "--find-links", "--trusted-host", "--pre", "--no-index"}
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one requirement was written: node name, file (absolute), 1-based line number."""
+
+    node: str
+    path: Path
+    line: int
+
+
+@dataclass(frozen=True)
+class Req:
+    """A parsed requirement and its provenance. `text` is the logical line as written (stripped)."""
+
+    requirement: Requirement
+    source: Source
+    text: str
+    constraint: bool = False  # came from a `-c` include: narrows, never adds a package
+
+    @property
+    def name(self) -> NormalizedName:
+        return canonicalize_name(self.requirement.name)
+
+
+@dataclass(frozen=True)
+class IndexOption:
+    """An index option from an allowed node's file, e.g. ('--extra-index-url', 'https://...')."""
+
+    option: str  # long form: --index-url, --extra-index-url, --find-links, --trusted-host, --pre
+    value: str | None
+    source: Source
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line skipped because the user asked to keep going past bad lines."""
+
+    source: Source
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Per-node settings from comfylock's config."""
+
+    source: str | None = None  # file to read instead of the default choice, or "none"
+    allow_options: frozenset[str] = frozenset()  # INDEX_OPTIONS this node may use
+
+
+@dataclass(frozen=True)
+class NodeInput:
+    """What one node (or core, or the user) asks for."""
+
+    node: str
+    path: Path  # the node folder (ComfyUI root for core, comfylock's user dir for the user)
+    chosen: str | None  # relative file name read, e.g. "requirements.txt", "pyproject.toml"; None: nothing
+    why: str  # one line: why this file was chosen ("requirements.txt wins over pyproject.toml", ...)
+    requirements: tuple[Req, ...]
+    index_options: tuple[IndexOption, ...] = ()
+    files: tuple[Path, ...] = ()  # every file read, includes too (the fingerprint hashes them)
+    bad_lines: tuple[BadLine, ...] = ()
+
+
+@dataclass(frozen=True)
+class Collection:
+    inputs: tuple[NodeInput, ...] = field(default_factory=tuple)  # core first, nodes by name, user last
+
+    def requirements(self) -> list[Req]:
+        return [r for i in self.inputs for r in i.requirements]
+
+
+# The parser builds the types above, so it is imported after them.
+from ._reqfile import (  # noqa: E402
+    _VARIANT,
+    _Parser,
+    _resolve,
+    _skip_hint,
+    parse_pyproject,
+    parse_requirements_file,
+)
+
+__all__ = ["parse_pyproject", "parse_requirements_file"]
+
+
+def _check_inside(path: Path, root_real: Path, node: str) -> Path:
+    real = _resolve(path)
+    if not real.is_relative_to(root_real):
+        raise InputError(
+            f"{node}: {path.name} is a symlink pointing outside the ComfyUI folder",
+            path=path,
+            hint=_skip_hint(node),
+        )
+    return real
+
+
+def _configured(parser: _Parser, source: str, root_real: Path) -> tuple[str | None, str]:
+    if source == "none":
+        return None, "none (config)"
+    node, path = parser.node, parser.folder / source
+    if Path(source).is_absolute() or not _resolve(path).is_relative_to(parser.folder_real):
+        raise InputError(
+            f'{node}: configured source "{source}" is not a file inside the node folder',
+            path=parser.folder,
+            hint="set source to a file name relative to the node folder",
+        )
+    if not os.path.lexists(path):
+        raise InputError(f'{node}: configured source "{source}" does not exist', path=path)
+    real = _check_inside(path, root_real, node)
+    if Path(source).name == "pyproject.toml":
+        has_deps, why = parser.read_pyproject(path)
+        return source, f"{source} (config)" if has_deps else f"{source} (config) {why}"
+    parser.read_file(path, real=real)
+    return source, f"{source} (config)"
+
+
+def _default(parser: _Parser, root_real: Path) -> tuple[str | None, str]:
+    folder, node = parser.folder, parser.node
+    has_pyproject = os.path.lexists(folder / "pyproject.toml")
+    if os.path.lexists(folder / "requirements.txt"):  # what ComfyUI-Manager installs
+        real = _check_inside(folder / "requirements.txt", root_real, node)
+        parser.read_file(folder / "requirements.txt", real=real)
+        return "requirements.txt", "requirements.txt (wins over pyproject.toml)" if has_pyproject else (
+            "requirements.txt"
+        )
+    try:
+        variants = sorted(n for n in os.listdir(folder) if _VARIANT.fullmatch(n))
+    except OSError:
+        variants = []
+    note = f"; {', '.join(variants)} not read (choose one with source in config)" if variants else ""
+    if has_pyproject:
+        _check_inside(folder / "pyproject.toml", root_real, node)
+        has_deps, why = parser.read_pyproject(folder / "pyproject.toml")
+        return "pyproject.toml", f"pyproject.toml {why}{note}"
+    return None, f"no requirements file{note}"
+
+
+def _core(root: Path, root_real: Path, settings: NodeSettings, keep_going: bool) -> NodeInput:
+    parser = _Parser(CORE, root, settings.allow_options, keep_going)
+    if settings.source is not None:
+        return parser.result(root, *_configured(parser, settings.source, root_real))
+    chosen, why = None, "no requirements file"
+    if os.path.lexists(root / "requirements.txt"):
+        parser.read_file(root / "requirements.txt")
+        chosen, why = "requirements.txt", "requirements.txt"
+    if os.path.lexists(root / "pyproject.toml"):
+        has_deps, status = parser.read_pyproject(root / "pyproject.toml")
+        if has_deps:  # ComfyUI may move its dependencies there; merging keeps both sources honest
+            why = f"{why} + pyproject.toml {status}" if chosen else "pyproject.toml [project].dependencies"
+            chosen = chosen or "pyproject.toml"
+        elif chosen is not None:
+            why = f"{why} (pyproject.toml {status})"
+    return parser.result(root, chosen, why)
+
+
+def _node(node: Node, root_real: Path, settings: NodeSettings, keep_going: bool) -> NodeInput:
+    parser = _Parser(node.name, node.path, settings.allow_options, keep_going)
+    if not parser.folder_real.is_relative_to(root_real):
+        raise InputError(
+            f"{node.name}: node folder is a symlink pointing outside the ComfyUI folder",
+            path=node.path,
+            hint=_skip_hint(node.name),
+        )
+    if settings.source is not None:
+        return parser.result(node.path, *_configured(parser, settings.source, root_real))
+    return parser.result(node.path, *_default(parser, root_real))
+
+
+def _user(ws: Workspace, path: Path, settings: NodeSettings, keep_going: bool) -> NodeInput:
+    if not os.path.lexists(path):
+        return NodeInput(USER, ws.user_dir, None, "no user requirements file", ())
+    parser = _Parser(USER, path.parent, settings.allow_options, keep_going)
+    parser.read_file(path)
+    chosen = str(path.relative_to(ws.user_dir)) if path.is_relative_to(ws.user_dir) else path.name
+    return parser.result(ws.user_dir, chosen, f"{chosen} (comfylock's user requirements)")
+
+
+def _display(path: Path, root: Path, root_real: Path) -> Path:
+    for base in (root, root_real):
+        if path.is_relative_to(base):
+            return path.relative_to(base)
+    return path
+
+
+def collect(
+    ws: Workspace,
+    *,
+    settings: Mapping[str, NodeSettings] | None = None,
+    skip_nodes: AbstractSet[str] = frozenset(),
+    keep_going: bool = False,
+    user_requirements: Path | None = None,
+) -> Collection:
+    """Read core, every enabled node (minus skip_nodes) and the user file; no subprocess, no network.
+
+    A node reads requirements.txt when present, else static pyproject dependencies, unless its
+    NodeSettings.source says otherwise. The user input is present only when user_requirements is given.
+    """
+    settings = settings or {}
+    root_real = _resolve(ws.root)
+    inputs: list[NodeInput] = []
+    try:
+        inputs.append(_core(ws.root, root_real, settings.get(CORE, NodeSettings()), keep_going))
+        for node in ws.nodes:
+            if node.name in skip_nodes or node.path.name in skip_nodes:
+                continue
+            inputs.append(_node(node, root_real, settings.get(node.name, NodeSettings()), keep_going))
+        if user_requirements is not None:
+            inputs.append(_user(ws, user_requirements, settings.get(USER, NodeSettings()), keep_going))
+    except InputError as e:
+        if isinstance(e.path, Path):  # absolute inside; shown relative to ComfyUI
+            e.path = _display(e.path, ws.root, root_real)
+        raise
+    return Collection(tuple(inputs))

@@ -1,0 +1,94 @@
+"""comfylock's own settings for one ComfyUI: `<comfyui>/user/comfylock/config.toml`.
+
+torch-index = "https://download.pytorch.org/whl"   # where +cuXXX builds of installed torch live
+[index]                                             # defaults for every compile and sync
+index-url = "https://pypi.org/simple"
+extra-index-url = ["https://..."]
+find-links = ["/wheels"]
+[nodes."ComfyUI-Frame-Interpolation"]
+source = "requirements-no-cupy.txt"                  # or "pyproject.toml", "requirements.txt", "none"
+allow-options = ["--extra-index-url"]               # index options this node's file may set
+skip = true                                          # leave the node out, as --skip-node does
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import InputError
+from .collect import INDEX_OPTIONS, NodeSettings
+from .resolve import IndexOptions
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl"
+CONFIG_NAME = "config.toml"
+
+
+@dataclass(frozen=True)
+class Config:
+    nodes: dict[str, NodeSettings] = field(default_factory=dict)
+    skip: frozenset[str] = frozenset()
+    index: IndexOptions = field(default_factory=IndexOptions)
+    torch_index: str = DEFAULT_TORCH_INDEX
+    path: Path | None = None
+
+
+def _strings(value: Any, path: Path, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise InputError(f"{key} must be a string or a list of strings", path=path)
+
+
+def load_config(user_dir: Path) -> Config:
+    path = user_dir / CONFIG_NAME
+    if not path.is_file():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"invalid TOML: {e}", path=path) from None
+    known = {"torch-index", "index", "nodes"}
+    for key in data:
+        if key not in known:
+            raise InputError(
+                f"unknown key {key!r}", path=path, hint=f"expected one of {', '.join(sorted(known))}"
+            )
+    nodes: dict[str, NodeSettings] = {}
+    skip = set()
+    for name, table in data.get("nodes", {}).items():
+        if not isinstance(table, dict):
+            raise InputError(f"[nodes.{name!r}] must be a table", path=path)
+        allow = frozenset(_strings(table.get("allow-options", []), path, f"nodes.{name}.allow-options"))
+        bad = allow - INDEX_OPTIONS
+        if bad:
+            raise InputError(
+                f"nodes.{name}.allow-options: unknown option {sorted(bad)[0]!r}",
+                path=path,
+                hint=f"expected some of {', '.join(sorted(INDEX_OPTIONS))}",
+            )
+        source = table.get("source")
+        if source is not None and not isinstance(source, str):
+            raise InputError(f"nodes.{name}.source must be a string", path=path)
+        nodes[name] = NodeSettings(source=source, allow_options=allow)
+        if table.get("skip") is True:
+            skip.add(name)
+    idx = data.get("index", {})
+    index = IndexOptions(
+        index_url=idx.get("index-url"),
+        extra_index_urls=_strings(idx.get("extra-index-url", []), path, "index.extra-index-url"),
+        find_links=_strings(idx.get("find-links", []), path, "index.find-links"),
+        no_index=bool(idx.get("no-index", False)),
+    )
+    torch_index = data.get("torch-index", DEFAULT_TORCH_INDEX)
+    if not isinstance(torch_index, str):
+        raise InputError("torch-index must be a string", path=path)
+    return Config(nodes, frozenset(skip), index, torch_index, path)

@@ -1,0 +1,263 @@
+"""Stage 5: the lock file: its format, reading it back, writing it atomically, and diffing two locks.
+
+A lock is a pip-compatible requirements file (`uv pip sync LOCK` and `pip install -r LOCK` work without
+comfylock) with exact `==` pins, a header of `# key: value` comment lines comfylock reads back, and
+under each pin the lines that asked for it. Nothing in it depends on time or on the order files were
+read, so the same inputs give a byte-identical lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from ._exceptions import LockFileError
+from ._fs import atomic_write
+
+FORMAT_VERSION = "1"
+_PREAMBLE = (
+    "# comfylock lock file: the exact Python packages of this ComfyUI install.",
+    "# Made by `comfylock compile`; applied by `comfylock sync`. Edit requirements, not this file.",
+)
+# Header keys that may repeat, in the order they are written.
+_LIST_KEYS = ("node", "policy", "warning")
+_OPTIONS = ("--index-url", "--extra-index-url", "--find-links", "--no-index")
+_REQUESTED = re.compile(r"^requested by (?P<node>.+?) \((?P<file>[^()]*):(?P<line>\d+)\): (?P<text>.*)$")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One line of one node that asked for a package, as recorded under its pin."""
+
+    node: str
+    file: str  # relative to the node's folder (core: ComfyUI's folder), forward slashes
+    line: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str  # canonical
+    spec: str  # the requirement line as written: "numpy==1.26.4" or "foo @ git+https://..."
+    requested_by: tuple[Request, ...] = ()
+    needed_by: tuple[str, ...] = ()  # canonical names of packages in the lock that depend on it
+
+    @property
+    def version(self) -> str | None:
+        """The pinned version, or None for a URL requirement."""
+        req = Requirement(self.spec)
+        spec = next(iter(req.specifier), None)
+        return spec.version if spec is not None and spec.operator in ("==", "===") else None
+
+
+@dataclass(frozen=True)
+class Lock:
+    pins: tuple[Pin, ...]  # sorted by name
+    options: tuple[str, ...] = ()  # pip option lines: "--index-url URL", "--find-links DIR", ...
+    meta: Mapping[str, str] = field(default_factory=dict)  # single-valued header keys
+    lists: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # repeated header keys
+    intact: bool = True  # the body hashes to the header's body-sha256
+
+    def by_name(self) -> dict[str, Pin]:
+        return {p.name: p for p in self.pins}
+
+
+def _clean(text: str) -> str:
+    # Node text ends up in comments: a newline or other control character must not start a new line.
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def format_body(pins: Iterable[Pin], options: Iterable[str]) -> str:
+    lines = list(options)
+    if lines:
+        lines.append("")
+    for pin in sorted(pins, key=lambda p: p.name):
+        lines.append(pin.spec)
+        for r in pin.requested_by:
+            lines.append(f"    # requested by {_clean(r.node)} ({_clean(r.file)}:{r.line}): {_clean(r.text)}")
+        if pin.needed_by:
+            lines.append(f"    # needed by {', '.join(pin.needed_by)}")
+    return "\n".join(lines) + "\n"
+
+
+def format_lock(lock: Lock) -> str:
+    """The lock file's text. body-sha256 is computed here, so a caller cannot get it wrong."""
+    body = format_body(lock.pins, lock.options)
+    header = [*_PREAMBLE, "#", f"# comfylock-lock: {FORMAT_VERSION}"]
+    for key in sorted(lock.meta):
+        if key not in ("comfylock-lock", "body-sha256"):
+            header.append(f"# {key}: {_clean(lock.meta[key])}")
+    for key in _LIST_KEYS:
+        header.extend(f"# {key}: {_clean(v)}" for v in lock.lists.get(key, ()))
+    header.append(f"# body-sha256: {hashlib.sha256(body.encode()).hexdigest()}")
+    return "\n".join(header) + "\n\n" + body
+
+
+def write_lock(path: Path, lock: Lock) -> str:
+    text = format_lock(lock)
+    atomic_write(path, text)
+    return text
+
+
+def read_lock(path: Path) -> Lock:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise LockFileError("no lock file", path=path, hint="run `comfylock compile` first") from None
+    except OSError as e:
+        raise LockFileError(f"cannot read lock file: {e.strerror}", path=path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LockFileError("lock file is not UTF-8 text", path=path) from None
+    return parse_lock(text, path)
+
+
+def parse_lock(text: str, path: Path | str = "<lock>") -> Lock:
+    """Read a lock back. Also reads a plain `name==version` requirements file (no header)."""
+    if "\x00" in text:
+        raise LockFileError("lock file contains binary data", path=path)
+    lines = text.replace("\r\n", "\n").split("\n")
+    meta: dict[str, str] = {}
+    lists: dict[str, list[str]] = {k: [] for k in _LIST_KEYS}
+    i = 0
+    while i < len(lines) and lines[i].startswith("#"):
+        key, sep, value = lines[i][1:].strip().partition(": ")
+        if sep and re.fullmatch(r"[a-z0-9-]+", key):
+            if key in lists:
+                lists[key].append(value)
+            else:
+                meta[key] = value
+        i += 1
+    body_start = i + 1 if i < len(lines) and lines[i] == "" else i
+    body = "\n".join(lines[body_start:])
+    if meta.get("comfylock-lock", FORMAT_VERSION) != FORMAT_VERSION:
+        raise LockFileError(
+            f"lock format {meta['comfylock-lock']!r} is not one this comfylock reads ({FORMAT_VERSION})",
+            path=path,
+            line=1,
+            hint="upgrade comfylock",
+        )
+    expected = meta.get("body-sha256")
+    intact = expected is None or hashlib.sha256(body.encode()).hexdigest() == expected
+    pins, options = _parse_body(lines, body_start, path)
+    return Lock(
+        pins=tuple(pins),
+        options=tuple(options),
+        meta=meta,
+        lists={k: tuple(v) for k, v in lists.items() if v},
+        intact=intact,
+    )
+
+
+def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pin], list[str]]:
+    pins: list[Pin] = []
+    options: list[str] = []
+    seen: dict[str, int] = {}
+    current: dict | None = None
+
+    def close() -> None:
+        if current is not None:
+            pins.append(Pin(current["name"], current["spec"], tuple(current["req"]), tuple(current["need"])))
+
+    for n, raw in enumerate(lines[start:], start=start + 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            comment = line[1:].strip()
+            if current is None:
+                continue
+            m = _REQUESTED.match(comment)
+            if m:
+                current["req"].append(Request(m["node"], m["file"], int(m["line"]), m["text"]))
+            elif comment.startswith("needed by "):
+                current["need"].extend(x.strip() for x in comment[len("needed by ") :].split(","))
+            continue
+        if line.startswith("-"):
+            opt = line.split()[0].split("=")[0]
+            if opt not in _OPTIONS:
+                raise LockFileError(
+                    f"unexpected option {opt!r} in a lock file",
+                    path=path,
+                    line=n,
+                    hint="recompile with `comfylock compile`",
+                )
+            options.append(line)
+            continue
+        close()
+        spec = line.split(" #")[0].strip()
+        try:
+            req = Requirement(spec)
+        except InvalidRequirement as e:
+            raise LockFileError(
+                f"not a valid pin {spec[:80]!r}: {e}",
+                path=path,
+                line=n,
+                hint="recompile with `comfylock compile`",
+            ) from None
+        name = canonicalize_name(req.name)
+        exact = [s for s in req.specifier if s.operator in ("==", "===")]
+        if req.url is None and (len(req.specifier) != 1 or not exact or "*" in exact[0].version):
+            raise LockFileError(
+                f"{spec[:80]!r} is not pinned with ==",
+                path=path,
+                line=n,
+                hint="a lock pins every package exactly; recompile with `comfylock compile`",
+            )
+        if name in seen:
+            raise LockFileError(
+                f"{name} is pinned twice (first on line {seen[name]})",
+                path=path,
+                line=n,
+                hint="recompile with `comfylock compile`",
+            )
+        seen[name] = n
+        current = {"name": name, "spec": spec, "req": [], "need": []}
+    close()
+    return sorted(pins, key=lambda p: p.name), options
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str
+    old: str | None  # version (or URL spec) before; None: added
+    new: str | None  # after; None: removed
+
+    @property
+    def kind(self) -> str:
+        if self.old is None:
+            return "added"
+        if self.new is None:
+            return "removed"
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            return "upgraded" if Version(self.new) > Version(self.old) else "downgraded"
+        except InvalidVersion:
+            return "changed"
+
+
+def pin_versions(lock: Lock) -> dict[str, str]:
+    """name -> version, or the whole spec for URL pins (so a changed URL counts as a change)."""
+    return {p.name: p.version or p.spec for p in lock.pins}
+
+
+def diff(old: Mapping[str, str], new: Mapping[str, str]) -> list[Change]:
+    """Package-level changes between two {name: version} maps, sorted by name."""
+    names = sorted(set(old) | set(new))
+    return [Change(n, old.get(n), new.get(n)) for n in names if old.get(n) != new.get(n)]
+
+
+def summarize(changes: Iterable[Change]) -> str:
+    counts: dict[str, int] = {}
+    for c in changes:
+        counts[c.kind] = counts.get(c.kind, 0) + 1
+    order = ("added", "removed", "upgraded", "downgraded", "changed")
+    return ", ".join(f"{counts[k]} {k}" for k in order if k in counts) or "no changes"

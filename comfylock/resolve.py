@@ -1,0 +1,282 @@
+"""Stage 4: the only module that runs uv. Everything else builds argument lists and reads results.
+
+uv is always called with an argument list (never a shell) and every path it sees is one comfylock
+wrote into a private temp folder or took from the workspace, never text from a node's file.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from ._exceptions import ResolutionError, UvError
+
+
+@functools.cache
+def uv_bin() -> str:
+    # Imported lazily: `comfylock --version` must not pay for it.
+    from uv import find_uv_bin
+
+    return os.fsdecode(find_uv_bin())
+
+
+@functools.cache
+def uv_version() -> str:
+    out = run_uv(["--version"]).stdout.split()
+    return out[1] if len(out) > 1 else "unknown"
+
+
+def run_uv(
+    args: Sequence[str], *, cwd: Path | None = None, check: bool = True, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    cmd = [uv_bin(), *args]
+    full_env = dict(os.environ if env is None else env)
+    # uv's own colours and progress bars would end up in the messages comfylock quotes.
+    full_env.setdefault("NO_COLOR", "1")
+    try:
+        proc = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, env=full_env, encoding="utf-8", errors="replace"
+        )
+    except OSError as e:
+        raise UvError(f"cannot run uv: {e.strerror}", path=cmd[0]) from None
+    if check and proc.returncode != 0:
+        raise UvError(
+            f"uv {args[0] if args else ''} {args[1] if len(args) > 1 else ''} failed: "
+            f"{_last_error(proc.stderr)}"
+        )
+    return proc
+
+
+def _last_error(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith("error:")]
+    return (errs[0] if errs else lines[-1] if lines else "no message").removeprefix("error: ")
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """Where packages come from. Only the user (command line, config) sets these, never a node."""
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    no_index: bool = False
+
+    def args(self) -> list[str]:
+        out: list[str] = ["--no-index"] if self.no_index else []
+        if self.index_url:
+            out += ["--index-url", self.index_url]
+        for url in self.extra_index_urls:
+            out += ["--extra-index-url", url]
+        for link in self.find_links:
+            out += ["--find-links", link]
+        return out
+
+    def lines(self) -> list[str]:
+        """The same options as lines of a requirements file, so `pip install -r LOCK` uses them too."""
+        a = self.args()
+        return [
+            a[i] if a[i] == "--no-index" else f"{a[i]} {a[i + 1]}"
+            for i in range(len(a))
+            if a[i].startswith("--") and (a[i] == "--no-index" or i + 1 < len(a))
+        ]
+
+    @classmethod
+    def from_lines(cls, lines: Sequence[str]) -> IndexOptions:
+        index_url, extra, links, no_index = None, [], [], False
+        for line in lines:
+            opt, _, value = line.replace("=", " ", 1).partition(" ")
+            value = value.strip()
+            if opt == "--no-index":
+                no_index = True
+            elif opt == "--index-url":
+                index_url = value
+            elif opt == "--extra-index-url":
+                extra.append(value)
+            elif opt == "--find-links":
+                links.append(value)
+        return cls(index_url, tuple(extra), tuple(links), no_index)
+
+    def plus(self, extra_index_urls: Sequence[str]) -> IndexOptions:
+        """Add policy index URLs; a local folder (no scheme) becomes a --find-links."""
+        urls = [u for u in extra_index_urls if "://" in u and u not in self.extra_index_urls]
+        dirs = [u for u in extra_index_urls if "://" not in u and u not in self.find_links]
+        return IndexOptions(
+            self.index_url, (*self.extra_index_urls, *urls), (*self.find_links, *dirs), self.no_index
+        )
+
+
+@dataclass(frozen=True)
+class ResolveRequest:
+    inputs: Mapping[str, Sequence[str]]  # group (node name) -> requirement lines
+    python: Path | None = None
+    constraints: Sequence[str] = ()
+    overrides: Sequence[str] = ()
+    excludes: Sequence[str] = ()
+    index: IndexOptions = field(default_factory=IndexOptions)
+    preferences: str | None = None  # text of the previous lock: uv keeps its pins where it can
+    upgrade: bool = False
+    upgrade_packages: Sequence[str] = ()
+    offline: bool = False
+    refresh: bool = False
+    python_version: str | None = None
+    python_platform: str | None = None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    name: str  # canonical
+    spec: str  # "numpy==1.26.4" or "foo @ https://..."
+    groups: tuple[str, ...]  # input groups that asked for it directly
+    parents: tuple[str, ...]  # packages that depend on it
+
+
+_VIA = re.compile(r"^(?P<spec>\S.*?)\s+# via (?P<via>.*)$")
+
+
+def compile(request: ResolveRequest) -> list[Resolved]:
+    """Resolve every input group at once with one `uv pip compile`."""
+    if not any(request.inputs.values()):
+        return []  # uv refuses to run without inputs; nothing asked for is an empty lock
+    with tempfile.TemporaryDirectory(prefix="comfylock-") as tmp:
+        d = Path(tmp)
+        # Files are named by position, not by node name: a hostile folder name never reaches uv.
+        groups = {}
+        args = [
+            "pip",
+            "compile",
+            "--quiet",
+            "--annotation-style",
+            "line",
+            "--no-header",
+            "--output-file",
+            "out.txt",
+        ]
+        for i, (group, lines) in enumerate(request.inputs.items()):
+            name = f"in{i:04d}.txt"
+            (d / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+            groups[name] = group
+            args.append(name)
+        for flag, lines, fname in (
+            ("--constraints", request.constraints, "constraints.txt"),
+            ("--overrides", request.overrides, "overrides.txt"),
+            ("--excludes", request.excludes, "excludes.txt"),
+        ):
+            if lines:
+                (d / fname).write_text("\n".join(lines) + "\n", encoding="utf-8")
+                args += [flag, fname]
+        if request.preferences:
+            (d / "out.txt").write_text(_preferences(request.preferences), encoding="utf-8")
+        args += _target_args(request.python, request.python_version, request.python_platform)
+        args += request.index.args()
+        if request.upgrade:
+            args.append("--upgrade")
+        for pkg in request.upgrade_packages:
+            args += ["--upgrade-package", pkg]
+        if request.offline:
+            args.append("--offline")
+        if request.refresh:
+            args.append("--refresh")
+        proc = run_uv(args, cwd=d, check=False)
+        if proc.returncode != 0:
+            raise _failure(proc.stderr)
+        return _parse_output((d / "out.txt").read_text(encoding="utf-8"), groups)
+
+
+def _target_args(python: Path | None, version: str | None, platform: str | None) -> list[str]:
+    args: list[str] = []
+    if version or platform:
+        if version:
+            args += ["--python-version", version]
+        if platform:
+            args += ["--python-platform", platform]
+    elif python is not None:
+        args += ["--python", str(python)]
+    return args
+
+
+def _preferences(lock_text: str) -> str:
+    # uv reads an existing output file as preferences; give it only pins so nothing in comfylock's
+    # header or annotations can make it fail to parse.
+    keep = [
+        ln.split(" #")[0].rstrip()
+        for ln in lock_text.splitlines()
+        if ln and not ln.startswith((" ", "#", "-"))
+    ]
+    return "\n".join(keep) + "\n"
+
+
+def _parse_output(text: str, groups: Mapping[str, str]) -> list[Resolved]:
+    out: list[Resolved] = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#") or line.startswith("-"):
+            continue
+        m = _VIA.match(line)
+        spec, via = (m["spec"].strip(), m["via"]) if m else (line.split(" #")[0].strip(), "")
+        direct, parents = [], []
+        for item in (v.strip() for v in via.split(",")):
+            if item.startswith("-r "):
+                g = groups.get(item[3:].strip())
+                if g is not None:
+                    direct.append(g)
+            elif item and not item.startswith("-"):
+                parents.append(str(canonicalize_name(item)))
+        name = re.split(r"[\s=<>!~;@\[]", spec, maxsplit=1)[0]
+        out.append(Resolved(str(canonicalize_name(name)), spec, tuple(direct), tuple(sorted(parents))))
+    return sorted(out, key=lambda r: r.name)
+
+
+def _failure(stderr: str) -> Exception:
+    text = stderr.strip()
+    if "No solution found" in text or "unsatisfiable" in text:
+        explanation = "\n".join(ln for ln in text.splitlines() if not ln.startswith("warning:"))
+        return ResolutionError(
+            "the requirements cannot be satisfied together",
+            explanation=explanation,
+            packages=frozenset(_names_in(explanation)),
+        )
+    return UvError(f"uv pip compile failed: {_last_error(text)}")
+
+
+_NAME_IN_MESSAGE = re.compile(r"(?<![\w.-])([A-Za-z0-9][A-Za-z0-9._-]*)(?=[=<>!~\[ ,]|$)")
+
+
+def _names_in(message: str) -> set[str]:
+    return {str(canonicalize_name(m)) for m in _NAME_IN_MESSAGE.findall(message)}
+
+
+def sync(
+    lock_text: str, python: Path, index: IndexOptions, *, offline: bool = False, dry_run: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`uv pip sync` the target environment to exactly `lock_text` (a requirements file)."""
+    with tempfile.TemporaryDirectory(prefix="comfylock-") as tmp:
+        f = Path(tmp) / "sync.txt"
+        f.write_text(lock_text, encoding="utf-8")
+        args = ["pip", "sync", str(f), "--python", str(python), *index.args()]
+        if offline:
+            args.append("--offline")
+        if dry_run:
+            args.append("--dry-run")
+        proc = run_uv(args, check=False)
+        if proc.returncode != 0:
+            raise UvError(f"uv pip sync failed: {_last_error(proc.stderr)}")
+        return proc
+
+
+def freeze(python: Path) -> list[str]:
+    """The target environment as requirement lines (`uv pip freeze`), URLs and VCS SHAs included."""
+    return run_uv(["pip", "freeze", "--python", str(python)]).stdout.splitlines()
+
+
+def installed(python: Path) -> dict[str, str]:
+    data = json.loads(run_uv(["pip", "list", "--format", "json", "--python", str(python)]).stdout)
+    return {str(canonicalize_name(d["name"])): d["version"] for d in data}

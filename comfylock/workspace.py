@@ -1,0 +1,293 @@
+"""Stage 1: find ComfyUI, its enabled custom nodes, and the Python environment they run in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._exceptions import WorkspaceError
+
+
+@dataclass(frozen=True)
+class Node:
+    """One enabled custom node folder under custom_nodes/."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path  # the ComfyUI folder, absolute
+    nodes: tuple[Node, ...]  # enabled node folders, sorted by name (case-insensitive, then exact)
+    python: Path  # the target interpreter, absolute
+
+    @property
+    def user_dir(self) -> Path:
+        """comfylock's own folder inside ComfyUI's user folder: history, config, user requirements."""
+        return self.root / "user" / "comfylock"
+
+    @property
+    def default_lock(self) -> Path:
+        return self.root / "comfylock.lock"
+
+
+def _is_comfyui(path: Path) -> bool:
+    """A ComfyUI folder has custom_nodes/ plus one of the files every checkout or portable build ships."""
+    return (path / "custom_nodes").is_dir() and (
+        (path / "main.py").is_file() or (path / "requirements.txt").is_file() or (path / "comfy").is_dir()
+    )
+
+
+def _not_comfyui(path: Path, hint: str) -> WorkspaceError:
+    return WorkspaceError(
+        f"{path} is not a ComfyUI folder: looked for custom_nodes/ beside main.py or requirements.txt",
+        hint=hint,
+    )
+
+
+_FIND_HINT = "pass --comfyui DIR or set COMFYUI_PATH"
+
+
+def find_comfyui(explicit: str | os.PathLike[str] | None, cwd: Path, environ: Mapping[str, str]) -> Path:
+    """The ComfyUI folder: `explicit`, else `cwd` (or its ComfyUI/), else $COMFYUI_PATH; resolved."""
+    cwd = Path(cwd).absolute()
+    if explicit is not None:
+        path = cwd / Path(explicit).expanduser()
+        if _is_comfyui(path):
+            return path.resolve()
+        # Windows users often point at ComfyUI_windows_portable itself; name the folder they meant.
+        hint = f"did you mean {path / 'ComfyUI'}?" if _is_comfyui(path / "ComfyUI") else _FIND_HINT
+        raise _not_comfyui(path, hint)
+    # Also accept the portable build's outer folder, where its run_*.bat files (and users' shells) live.
+    for path in (cwd, cwd / "ComfyUI"):
+        if _is_comfyui(path):
+            return path.resolve()
+    from_env = environ.get("COMFYUI_PATH", "")
+    if not from_env:
+        raise _not_comfyui(cwd, _FIND_HINT)
+    path = cwd / Path(from_env).expanduser()
+    if not _is_comfyui(path):
+        raise _not_comfyui(path, "COMFYUI_PATH points here; pass --comfyui DIR or fix COMFYUI_PATH")
+    return path.resolve()
+
+
+def _node_sort_key(node: Node) -> tuple[str, str]:
+    # casefold first so Linux (case-sensitive listing) and Windows/macOS agree; exact name breaks ties.
+    return (node.name.casefold(), node.name)
+
+
+def find_nodes(root: Path) -> tuple[Node, ...]:
+    """Enabled node folders directly under custom_nodes/, in a stable order on every OS.
+
+    Skipped: `*.disabled` (ComfyUI-Manager's convention), hidden folders (which also covers Manager's
+    custom_nodes/.disabled/), __pycache__, and single-file `*.py` nodes, which cannot carry requirements.
+    A folder symlinked from elsewhere is still a node ComfyUI loads, so it is kept with its path as seen
+    under custom_nodes/ (not resolved); collect decides what it may read through it.
+    """
+    custom = root / "custom_nodes"
+    try:
+        entries = list(custom.iterdir())
+    except OSError as exc:
+        raise WorkspaceError(f"cannot list custom nodes: {exc.strerror or exc}", path=custom) from exc
+    nodes = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or name == "__pycache__" or name.endswith(".disabled"):
+            continue
+        # is_dir() follows symlinks, so linked node folders count and dangling links drop out.
+        if entry.is_dir():
+            nodes.append(Node(name=name, path=entry))
+    return tuple(sorted(nodes, key=_node_sort_key))
+
+
+def _venv_python(venv: Path, windows: bool) -> Path | None:
+    """The interpreter inside a virtual environment folder, or None when it has none."""
+    names = ("Scripts/python.exe",) if windows else ("bin/python", "bin/python3")
+    for name in names:
+        candidate = venv / name
+        # Existence only: running or resolving it here would be slow and (see find_python) wrong.
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_python(
+    root: Path,
+    explicit: str | os.PathLike[str] | None,
+    environ: Mapping[str, str],
+    *,
+    windows: bool = sys.platform == "win32",
+    current: str = sys.executable,
+) -> Path:
+    """The interpreter ComfyUI runs under, absolute but with symlinks kept.
+
+    Order: `explicit` (an interpreter or a venv folder), $VIRTUAL_ENV, <root>/venv, <root>/.venv, the
+    portable build's <root>/../python_embeded/python.exe, then `current` (the Python running comfylock).
+
+    Never resolve(): venv/bin/python is usually a symlink to the base interpreter, and Python finds its
+    venv from the path it was started by (pyvenv.cfg beside it). Resolving would run the base Python,
+    and packages would then be read from and installed into the wrong environment.
+    """
+    if explicit is not None:
+        path = Path(explicit).expanduser().absolute()
+        if path.is_dir():
+            found = _venv_python(path, windows)
+            if found is None:
+                want = "Scripts/python.exe" if windows else "bin/python"
+                raise WorkspaceError(
+                    f"no Python interpreter in this folder: looked for {want}",
+                    path=path,
+                    hint="--python PY takes an interpreter or a virtual environment folder",
+                )
+            return found
+        if path.is_file():
+            return path
+        # Windows users type `venv\Scripts\python` as they would in a shell.
+        if windows and not path.suffix and path.with_suffix(".exe").is_file():
+            return path.with_suffix(".exe")
+        raise WorkspaceError("Python interpreter not found", path=path, hint="check --python PY")
+
+    venvs = [Path(environ["VIRTUAL_ENV"]).expanduser().absolute()] if environ.get("VIRTUAL_ENV") else []
+    venvs += [root / "venv", root / ".venv"]
+    for venv in venvs:
+        found = _venv_python(venv, windows)
+        if found is not None:
+            return found
+    # Only Windows portable installs have this, but a copied or mounted tree may be probed from anywhere.
+    embedded = root.parent / "python_embeded" / "python.exe"
+    if embedded.is_file():
+        return embedded
+    if not current:  # sys.executable is empty when Python cannot tell where it was started from
+        raise WorkspaceError(
+            "no Python interpreter found for this ComfyUI", path=root, hint="pass --python PY"
+        )
+    return Path(current).absolute()
+
+
+def open_workspace(
+    comfyui: str | os.PathLike[str] | None = None,
+    python: str | os.PathLike[str] | None = None,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Workspace:
+    environ = os.environ if environ is None else environ
+    root = find_comfyui(comfyui, cwd or Path.cwd(), environ)
+    return Workspace(root=root, nodes=find_nodes(root), python=find_python(root, python, environ))
+
+
+@dataclass(frozen=True)
+class Target:
+    """Facts about the target interpreter, read once per run by running it (never imported here)."""
+
+    python: Path
+    version: str  # "3.11.7"
+    implementation: str  # "cpython"
+    sys_platform: str  # "linux", "win32", "darwin"
+    machine: str  # "x86_64", "AMD64", "arm64"
+    installed: Mapping[str, str]  # canonical name -> version, from importlib.metadata in the target
+    has_gpu: bool  # an installed +cuXXX/+rocm torch, or an NVIDIA driver on this machine
+
+    @property
+    def os(self) -> str:
+        """'linux', 'windows' or 'macos', the words pip-policy.json conditions use."""
+        return {"win32": "windows", "darwin": "macos"}.get(self.sys_platform, self.sys_platform)
+
+
+# Runs inside the target interpreter (Python 3.8+, possibly the embedded Windows build). The JSON is
+# ASCII (json's default), so decoding stdout with comfylock's locale encoding is safe; it is the last
+# line so a noisy sitecustomize printing first cannot break parsing.
+_PROBE_SCRIPT = """\
+import importlib.metadata, json, platform, re, sys
+installed = {}
+for dist in importlib.metadata.distributions():
+    meta = dist.metadata  # .get, not [ ]: newer Pythons warn (later raise) on a missing field
+    name, version = meta.get("Name"), meta.get("Version")
+    if name and version:
+        # First on sys.path wins, as it does for import and importlib.metadata.version().
+        installed.setdefault(re.sub(r"[-_.]+", "-", name).lower(), version)
+print()
+print(json.dumps({
+    "version": platform.python_version(),
+    "implementation": sys.implementation.name,
+    "sys_platform": sys.platform,
+    "machine": platform.machine(),
+    "installed": installed,
+}))
+"""
+
+_PROBE_HINT = "pass --python PY to choose another interpreter"
+
+
+def gpu_available(torch_version: str | None, nvidia_driver: bool) -> bool:
+    """True for a CUDA/ROCm torch build (local version +cuXXX/+rocmX.Y) or an NVIDIA driver present."""
+    if nvidia_driver:
+        return True
+    local = (torch_version or "").partition("+")[2].lower()
+    return local.startswith(("cu", "rocm"))
+
+
+def _nvidia_driver_present() -> bool:
+    # Checked in comfylock's own process: the driver belongs to the machine, not to the target venv.
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
+def _parse_probe(python: Path, stdout: str) -> Target:
+    lines = stdout.strip().splitlines()
+    try:
+        facts = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        facts = None
+    keys = ("version", "implementation", "sys_platform", "machine")
+    if (
+        not isinstance(facts, dict)
+        or not all(isinstance(facts.get(key), str) for key in keys)
+        or not isinstance(facts.get("installed"), dict)
+        or not all(isinstance(v, str) for v in facts["installed"].values())
+    ):
+        raise WorkspaceError(
+            "the Python interpreter printed an unexpected answer", path=python, hint=_PROBE_HINT
+        )
+    installed: dict[str, str] = facts["installed"]
+    return Target(
+        python=python,
+        version=facts["version"],
+        implementation=facts["implementation"],
+        sys_platform=facts["sys_platform"],
+        machine=facts["machine"],
+        installed=installed,
+        has_gpu=gpu_available(installed.get("torch"), _nvidia_driver_present()),
+    )
+
+
+def probe_target(python: Path) -> Target:
+    """Run `python` once (argument list, no shell) and read its version, platform and installed packages."""
+    try:
+        # -I: ignore PYTHON* variables and the user site so we see what ComfyUI sees; the embedded
+        # Windows build ignores PYTHONPATH anyway and accepts -I.
+        done = subprocess.run(
+            [str(python), "-I", "-c", _PROBE_SCRIPT], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise WorkspaceError(
+            "the Python interpreter did not answer within 60s", path=python, hint=_PROBE_HINT
+        ) from exc
+    except OSError as exc:
+        raise WorkspaceError(
+            f"cannot run the Python interpreter: {exc.strerror or exc}", path=python, hint=_PROBE_HINT
+        ) from exc
+    if done.returncode != 0:
+        last = (done.stderr or "").strip().splitlines()[-1:] or ["no error output"]
+        raise WorkspaceError(
+            f"the Python interpreter failed (exit {done.returncode}): {last[0]}",
+            path=python,
+            hint=_PROBE_HINT,
+        )
+    return _parse_probe(python, done.stdout)

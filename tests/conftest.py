@@ -1,0 +1,82 @@
+"""Hermetic set-up: real uv, a private cache, no config files, no network; wheels written per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from wheels import make_index
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "ComfyUI"
+
+STANDARD = {
+    "numpy": {"1.26.4": [], "2.1.0": []},
+    "scipy": {"1.11.4": ["numpy<1.28"], "1.14.0": ["numpy>=1.23"]},
+    "pillow": {"10.4.0": [], "11.0.0": []},
+    "requests": {"2.31.0": ["idna>=2"], "2.32.3": ["idna>=2"]},
+    "idna": {"3.7": [], "3.10": []},
+    "tqdm": {"4.66.0": []},
+    "opencv-python": {"4.10.0": ["numpy>=1.21"]},
+    "opencv-python-headless": {"4.10.0": ["numpy>=1.21"]},
+    "opencv-contrib-python": {"4.10.0": ["numpy>=1.21"]},
+    "opencv-contrib-python-headless": {"4.10.0": ["numpy>=1.21"]},
+    "onnxruntime": {"1.19.0": ["numpy"]},
+    "onnxruntime-gpu": {"1.19.0": ["numpy"]},
+    "filelock": {"3.16.1": []},
+    "torch": {"2.5.1": ["filelock"], "2.6.0": ["filelock"]},
+    "insightface": {"0.7.3": ["onnxruntime", "numpy"]},
+    "ultralytics": {"8.3.0": ["opencv-python>=4.6", "numpy"]},
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["UV_NO_CONFIG"] = "1"
+    os.environ["UV_PYTHON_DOWNLOADS"] = "never"
+    os.environ.pop("VIRTUAL_ENV", None)
+    os.environ.pop("COMFYUI_PATH", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = tmp_path_factory.mktemp("uv-cache")
+    os.environ["UV_CACHE_DIR"] = str(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A --find-links folder with the STANDARD wheels."""
+    return make_index(tmp_path_factory.mktemp("wheels"), STANDARD)
+
+
+@pytest.fixture
+def comfy(tmp_path: Path) -> Callable[..., Path]:
+    """make(core=..., nodes={name: {file: text}}) -> a ComfyUI folder."""
+
+    def make(core: str = "", nodes: dict[str, dict[str, str]] | None = None) -> Path:
+        root = tmp_path / "ComfyUI"
+        (root / "custom_nodes").mkdir(parents=True, exist_ok=True)
+        (root / "main.py").write_text("")
+        (root / "requirements.txt").write_text(core)
+        for name, files in (nodes or {}).items():
+            for fname, text in files.items():
+                p = root / "custom_nodes" / name / fname
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text(text)
+        return root
+
+    return make
+
+
+@pytest.fixture
+def venv(tmp_path: Path) -> Path:
+    """An empty target virtual environment; returns its interpreter."""
+    path = tmp_path / "target-venv"
+    subprocess.run(
+        [sys.executable, "-m", "uv", "venv", "--quiet", "--python", sys.executable, str(path)], check=True
+    )
+    return path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
