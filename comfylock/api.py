@@ -99,7 +99,7 @@ def compile(  # noqa: A001 - the command's name
 ) -> CompileResult:
     """Resolve core + nodes + user requirements at once and write the lock (unless nothing changed)."""
     ws, cfg = ctx.ws, ctx.config
-    index = index or cfg.index
+    index = index or cfg.index or IndexOptions.from_env(os.environ)
     target = probe_target(ws.python)
     coll = collect.collect(
         ws,

@@ -23,6 +23,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     p.add_argument("-v", "--verbose", action="store_true", help="print more detail")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--json", action="store_true", help="print a JSON report (schema: README, JSON output)")
 
 
 def _index(p: argparse.ArgumentParser) -> None:
@@ -78,12 +79,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("remove", help="remove your own requirements")
     _common(p)
     p.add_argument("names", nargs="+", metavar="NAME")
+    for name, handler in _COMMANDS.items():
+        sub.choices[name].set_defaults(handler=handler)
+    import importlib
+
+    # Commands of other areas register themselves; each module keeps its imports lazy.
+    for module in _AREAS:
+        importlib.import_module(module).register(sub, _common)
     return parser
 
 
-class _Out:
-    def __init__(self, quiet: bool, verbose: bool) -> None:
-        self.quiet, self.verbose = quiet, verbose
+_AREAS = ("comfylock._cli_inspect", "comfylock._cli_policy", "comfylock._cli_export")
+
+
+class Out:
+    """Where commands print: plain lines (respecting --quiet/--verbose) or one JSON document."""
+
+    def __init__(self, quiet: bool, verbose: bool, as_json: bool = False) -> None:
+        self.quiet, self.verbose, self.as_json = quiet or as_json, verbose, as_json
+
+    def json(self, command: str, data: dict[str, Any]) -> None:
+        """Print the versioned JSON report of `command` (only under --json)."""
+        if self.as_json:
+            import json
+
+            print(json.dumps({"schema": f"comfylock.{command}/1", **data}, indent=2, sort_keys=True))
 
     def __call__(self, text: str = "", *, detail: bool = False) -> None:
         if not self.quiet and (self.verbose or not detail):
@@ -95,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._exceptions import ComfylockError, ResolutionError
 
     try:
-        return _run(args, _Out(args.quiet, args.verbose))
+        return _run(args, Out(args.quiet, args.verbose, getattr(args, "json", False)))
     except ResolutionError as e:
         if args.debug:
             raise
@@ -114,15 +134,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _run(args: argparse.Namespace, out: _Out) -> int:
+def _run(args: argparse.Namespace, out: Out) -> int:
+    return args.handler(args, out)
+
+
+def context(args: argparse.Namespace) -> Any:
+    """The api.Context for the ComfyUI and target the arguments name (read once per run)."""
     from . import api
 
-    ctx = api.Context.open(args.comfyui, python=args.python, lock_file=args.lock)
-    handler = _COMMANDS[args.command]
-    return handler(api, ctx, args, out)
+    return api.Context.open(args.comfyui, python=args.python, lock_file=args.lock)
 
 
-def _compile(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+def _compile(args: argparse.Namespace, out: Out) -> int:
+    from . import api
+
+    ctx = context(args)
     from .resolve import IndexOptions
 
     index = None
@@ -167,7 +193,7 @@ def _compile(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
     return 0
 
 
-def _print_changes(out: _Out, changes: Sequence[Any], label: str) -> None:
+def _print_changes(out: Out, changes: Sequence[Any], label: str) -> None:
     from .lock import summarize
 
     out(f"  {label}: {summarize(changes)}")
@@ -188,7 +214,10 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _sync(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+def _sync(args: argparse.Namespace, out: Out) -> int:
+    from . import api
+
+    ctx = context(args)
     r = api.sync_env(
         ctx,
         lock_file=Path(args.lock).absolute() if args.lock else None,
@@ -198,7 +227,7 @@ def _sync(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
     return _report_sync(r, out, "sync")
 
 
-def _report_sync(r: Any, out: _Out, what: str) -> int:
+def _report_sync(r: Any, out: Out, what: str) -> int:
     for w in r.warnings:
         out(f"warning: {w}")
     if r.plan.is_noop:
@@ -212,11 +241,17 @@ def _report_sync(r: Any, out: _Out, what: str) -> int:
     return 0
 
 
-def _rollback(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+def _rollback(args: argparse.Namespace, out: Out) -> int:
+    from . import api
+
+    ctx = context(args)
     return _report_sync(api.rollback(ctx, to=args.to, dry_run=args.dry_run), out, "rollback")
 
 
-def _history(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+def _history(args: argparse.Namespace, out: Out) -> int:
+    from . import api
+
+    ctx = context(args)
     entries = api.list_history(ctx)
     if not entries:
         out("no history yet (`comfylock sync` records the environment before it changes it)")
@@ -225,7 +260,10 @@ def _history(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
     return 0
 
 
-def _check(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+def _check(args: argparse.Namespace, out: Out) -> int:
+    from . import api
+
+    ctx = context(args)
     p = api.check(ctx)
     if p.is_noop:
         out(f"environment matches {_display(ctx.lock_path)}")
@@ -243,19 +281,25 @@ def _check(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
     return 1
 
 
-def _add(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+def _add(args: argparse.Namespace, out: Out) -> int:
+    from . import api
+
+    ctx = context(args)
     api.add(ctx, args.requirements)
     out(f"added {', '.join(args.requirements)} to your requirements; run `comfylock compile` to lock them")
     return 0
 
 
-def _remove(api: Any, ctx: Any, args: argparse.Namespace, out: _Out) -> int:
+def _remove(args: argparse.Namespace, out: Out) -> int:
+    from . import api
+
+    ctx = context(args)
     api.remove(ctx, args.names)
     out(f"removed {', '.join(args.names)} from your requirements; run `comfylock compile`")
     return 0
 
 
-_COMMANDS = {
+_COMMANDS: dict[str, Any] = {
     "compile": _compile,
     "sync": _sync,
     "rollback": _rollback,

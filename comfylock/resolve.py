@@ -83,12 +83,12 @@ class IndexOptions:
 
     def lines(self) -> list[str]:
         """The same options as lines of a requirements file, so `pip install -r LOCK` uses them too."""
-        a = self.args()
-        return [
-            a[i] if a[i] == "--no-index" else f"{a[i]} {a[i + 1]}"
-            for i in range(len(a))
-            if a[i].startswith("--") and (a[i] == "--no-index" or i + 1 < len(a))
-        ]
+        out = ["--no-index"] if self.no_index else []
+        if self.index_url:
+            out.append(f"--index-url {self.index_url}")
+        out += [f"--extra-index-url {u}" for u in self.extra_index_urls]
+        out += [f"--find-links {link}" for link in self.find_links]
+        return out
 
     @classmethod
     def from_lines(cls, lines: Sequence[str]) -> IndexOptions:
@@ -105,6 +105,18 @@ class IndexOptions:
             elif opt == "--find-links":
                 links.append(value)
         return cls(index_url, tuple(extra), tuple(links), no_index)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> IndexOptions:
+        """uv's own variables, so the lock records where packages really came from."""
+        index_url = environ.get("UV_DEFAULT_INDEX") or environ.get("UV_INDEX_URL") or None
+        extra = (environ.get("UV_INDEX", "") + " " + environ.get("UV_EXTRA_INDEX_URL", "")).split()
+        links = environ.get("UV_FIND_LINKS", "").replace(",", " ").split()
+        no_index = environ.get("UV_NO_INDEX", "").lower() in ("1", "true", "yes")
+        return cls(index_url, tuple(extra), tuple(links), no_index)
+
+    def __bool__(self) -> bool:
+        return bool(self.index_url or self.extra_index_urls or self.find_links or self.no_index)
 
     def plus(self, extra_index_urls: Sequence[str]) -> IndexOptions:
         """Add policy index URLs; a local folder (no scheme) becomes a --find-links."""

@@ -80,3 +80,32 @@ def venv(tmp_path: Path) -> Path:
         [sys.executable, "-m", "uv", "venv", "--quiet", "--python", sys.executable, str(path)], check=True
     )
     return path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _pypi_reachable() -> bool:
+    if os.environ.get("COMFYLOCK_OFFLINE_TESTS") == "1":
+        return False
+    import socket
+
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    needs_pypi = [i for i in items if "pypi" in i.keywords]
+    needs_corpus = [i for i in items if "corpus" in i.keywords]
+    if needs_pypi and not _pypi_reachable():
+        for item in needs_pypi:
+            item.add_marker(pytest.mark.skip(reason="PyPI is not reachable"))
+    if needs_corpus and not CORPUS.is_dir():
+        for item in needs_corpus:
+            item.add_marker(pytest.mark.skip(reason=f"no corpus at {CORPUS}"))
+
+
+@pytest.fixture
+def pypi_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For PyPI tests: a cache shared by them (one download each), still private to this run."""
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "uv-cache-pypi"))
