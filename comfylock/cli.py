@@ -186,25 +186,38 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
             out(f"  warning: skipped {bad.source.path.name}:{bad.source.line}: {bad.text!r} ({bad.reason})")
     if r.outcome is not None:
         for a in r.outcome.actions:
-            out(f"  policy {a.kind}: {a.detail}")
+            who = sorted({src.node for src in a.requested_by})
+            out(f"  policy {a.kind}: {a.detail}" + (f" (asked by {', '.join(who)})" if who else ""))
     for w in r.warnings:
         out(f"  warning: {w}")
-    _print_changes(out, r.changes, "changes")
+    _print_changes(out, r.changes, "changes", _causes(r.lock))
     return 0
 
 
-def _print_changes(out: Out, changes: Sequence[Any], label: str) -> None:
+def _causes(lock: Any) -> dict[str, str]:
+    """name -> the nodes that asked for it, or the packages that pulled it in."""
+    out = {}
+    for pin in lock.pins:
+        nodes = sorted({r.node for r in pin.requested_by})
+        out[pin.name] = ", ".join(nodes) if nodes else "via " + ", ".join(pin.needed_by)
+    return out
+
+
+def _print_changes(
+    out: Out, changes: Sequence[Any], label: str, causes: dict[str, str] | None = None
+) -> None:
     from .lock import summarize
 
     out(f"  {label}: {summarize(changes)}")
     marks = {"added": "+", "removed": "-", "upgraded": "^", "downgraded": "v", "changed": "~"}
+    width = max((len(c.name) for c in changes), default=0)
+    rows = []
     for c in changes:
-        if c.kind == "added":
-            out(f"    + {c.name} {c.new}")
-        elif c.kind == "removed":
-            out(f"    - {c.name} {c.old}")
-        else:
-            out(f"    {marks[c.kind]} {c.name} {c.old} -> {c.new}")
+        what = c.new if c.kind == "added" else c.old if c.kind == "removed" else f"{c.old} -> {c.new}"
+        rows.append((f"    {marks[c.kind]} {c.name:<{width}} {what}", (causes or {}).get(c.name, "")))
+    pad = max((len(r[0]) for r in rows), default=0)
+    for line, why in rows:
+        out(f"{line:<{pad}}  ({why})" if why else line)
 
 
 def _display(path: Path) -> str:
