@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, collect, history, lock, policy, resolve, sync
+from . import __version__, collect, export, history, lock, policy, resolve, sync
 from ._exceptions import InputError, ResolutionError, UvError
 from ._fingerprint import fingerprint
 from ._fs import atomic_write
@@ -92,6 +92,7 @@ def compile(  # noqa: A001 - the command's name
     skip_nodes: Sequence[str] = (),
     keep_going: bool = False,
     policy_files: Sequence[Path] = (),
+    default_policy: bool = True,
     yes: bool = False,
     dry_run: bool = False,
     python_version: str | None = None,
@@ -108,7 +109,7 @@ def compile(  # noqa: A001 - the command's name
         keep_going=keep_going,
         user_requirements=ws.user_dir / USER_REQUIREMENTS,
     )
-    pol = policy.load_policy(ws.user_dir / USER_POLICY, list(policy_files))
+    pol = policy.load_policy(ws.user_dir / USER_POLICY, list(policy_files), base=default_policy)
     facts = policy.Facts(
         installed=target.installed,
         os=target.os,
@@ -371,12 +372,20 @@ def sync_env(
     dry_run: bool = False,
     offline: bool = False,
     trigger: str | None = None,
+    force: bool = False,
 ) -> SyncResult:
-    """Make the target environment exactly the lock; record the state before in the history first."""
+    """Make the target environment exactly the lock (a comfylock lock, a requirements file or a PEP 751
+    pylock); record the state before in the history first. A lock made for another Python or platform
+    is refused unless `force`."""
     path = lock_file or ctx.lock_path
-    the_lock = lock.read_lock(path)
-    warnings = [] if the_lock.intact else [f"{path.name} was edited since comfylock wrote it"]
     target = probe_target(ctx.ws.python)
+    the_lock = export.read_any(path, export.marker_environment(target))
+    warnings = [] if the_lock.intact else [f"{path.name} was edited since comfylock wrote it"]
+    mismatch = export.check_target(the_lock, target)
+    if mismatch and not force:
+        raise InputError(mismatch, path=path, hint="compile for this machine, or pass --force to sync anyway")
+    if mismatch:
+        warnings.append(f"{mismatch}; synced anyway (--force)")
     p = sync.plan(the_lock, target.installed)
     if dry_run or p.is_noop:
         return SyncResult(p, path, None, dry_run, tuple(warnings))
@@ -417,7 +426,8 @@ def list_history(ctx: Context) -> list[history.Entry]:
 
 def check(ctx: Context) -> sync.SyncPlan:
     """What differs between the target environment and the lock (an empty plan: they match)."""
-    return sync.plan(lock.read_lock(ctx.lock_path), probe_target(ctx.ws.python).installed)
+    target = probe_target(ctx.ws.python)
+    return sync.plan(export.read_any(ctx.lock_path, export.marker_environment(target)), target.installed)
 
 
 # --- the user's own requirements -----------------------------------------------------------------

@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-node", metavar="NAME", action="append", default=[])
     p.add_argument("--keep-going", action="store_true", help="skip invalid requirement lines, with a warning")
     p.add_argument("--policy", metavar="FILE", action="append", default=[], help="an extra pip-policy.json")
+    p.add_argument("--no-default-policy", action="store_true", help="leave out comfylock's shipped policy")
     p.add_argument("--yes", action="store_true", help="go on past policy warnings that stop the compile")
     p.add_argument("--dry-run", action="store_true", help="resolve and report, write nothing")
     p.add_argument("--python-version", metavar="X.Y", help="compile for another Python (uv's value)")
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     p.add_argument("--offline", action="store_true", help="use only uv's cache")
+    p.add_argument("--force", action="store_true", help="sync a lock made for another Python or platform")
 
     p = sub.add_parser("rollback", help="sync back to an earlier state from the history")
     _common(p)
@@ -166,6 +168,7 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
         skip_nodes=args.skip_node,
         keep_going=args.keep_going,
         policy_files=[Path(p) for p in args.policy],
+        default_policy=not args.no_default_policy,
         yes=args.yes,
         dry_run=args.dry_run,
         python_version=args.python_version,
@@ -236,6 +239,7 @@ def _sync(args: argparse.Namespace, out: Out) -> int:
         lock_file=Path(args.lock).absolute() if args.lock else None,
         dry_run=args.dry_run,
         offline=args.offline,
+        force=args.force,
     )
     return _report_sync(r, out, "sync")
 

@@ -273,7 +273,8 @@ def sync(
     with tempfile.TemporaryDirectory(prefix="comfylock-") as tmp:
         f = Path(tmp) / "sync.txt"
         f.write_text(lock_text, encoding="utf-8")
-        args = ["pip", "sync", str(f), "--python", str(python), *index.args()]
+        # Without --allow-empty-requirements uv leaves the environment alone for a lock with no pins.
+        args = ["pip", "sync", str(f), "--allow-empty-requirements", "--python", str(python), *index.args()]
         if offline:
             args.append("--offline")
         if dry_run:
