@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,25 +151,10 @@ def export_pylock(
     out.parent.mkdir(parents=True, exist_ok=True)
     # uv writes paths relative to its output file, so it writes into the destination folder (under a
     # temporary pylock name of its own) rather than into a temp folder the result is later moved from.
-    scratch = out.with_name(f"pylock.comfylock-tmp-{secrets.token_hex(6)}.toml")
     text = _EMPTY_PYLOCK
     if the_lock.pins:  # uv refuses to compile nothing
-        with tempfile.TemporaryDirectory(prefix="comfylock-") as tmp:
-            req = Path(tmp) / "pins.txt"
-            req.write_text("".join(f"{p.spec}\n" for p in the_lock.pins), encoding="utf-8")
-            args = ["pip", "compile", str(req), "--no-deps", "--no-header", "--quiet", "--output-file"]
-            args += [str(scratch), *_pylock_target_args(the_lock, python), *index.args()]
-            try:
-                # TODO(lead): the only uv call outside resolve.py; move it there as
-                # resolve.export_pylock(pins_text, out, target_args, index) when convenient.
-                proc = resolve.run_uv([*args, "--offline"], cwd=cwd, check=False)
-                if proc.returncode != 0:
-                    proc = resolve.run_uv(args, cwd=cwd, check=False)
-                if proc.returncode != 0:
-                    raise UvError(f"uv could not write the pylock: {_last_error(proc.stderr)}")
-                text = scratch.read_text(encoding="utf-8")
-            finally:
-                scratch.unlink(missing_ok=True)
+        pins = "".join(f"{p.spec}\n" for p in the_lock.pins)
+        text = resolve.pylock(pins, out, _pylock_target_args(the_lock, python), index, cwd=cwd)
     _check_packages(text, the_lock, out)
     extra = tomli_w.dumps({"tool": {"comfylock": comfylock_table(the_lock, source)}})
     full = (
@@ -182,12 +165,6 @@ def export_pylock(
     tomllib.loads(full)  # the appended table must leave a valid document; a bug here must not ship
     atomic_write(out, full)
     return ExportResult("pylock", out, len(the_lock.pins), full)
-
-
-def _last_error(stderr: str) -> str:
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    errs = [ln for ln in lines if ln.startswith("error:")]
-    return (errs[0] if errs else lines[-1] if lines else "no message").removeprefix("error: ")
 
 
 def _check_packages(text: str, the_lock: Lock, out: Path) -> None:

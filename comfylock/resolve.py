@@ -285,6 +285,41 @@ def sync(
         return proc
 
 
+def pylock(
+    pins: str, out: Path, target_args: Sequence[str], index: IndexOptions, *, cwd: Path | None = None
+) -> str:
+    """The PEP 751 text uv writes for exactly `pins` (no dependencies followed), cache first."""
+    import secrets
+
+    # uv writes paths relative to its output file, so it writes into the destination folder (under a
+    # temporary pylock name of its own) rather than into a temp folder the result is later moved from.
+    scratch = out.with_name(f"pylock.comfylock-tmp-{secrets.token_hex(6)}.toml")
+    with tempfile.TemporaryDirectory(prefix="comfylock-") as tmp:
+        req = Path(tmp) / "pins.txt"
+        req.write_text(pins, encoding="utf-8")
+        args = [
+            "pip",
+            "compile",
+            str(req),
+            "--no-deps",
+            "--no-header",
+            "--quiet",
+            "--output-file",
+            str(scratch),
+            *target_args,
+            *index.args(),
+        ]
+        try:
+            proc = run_uv([*args, "--offline"], cwd=cwd, check=False)
+            if proc.returncode != 0:
+                proc = run_uv(args, cwd=cwd, check=False)
+            if proc.returncode != 0:
+                raise UvError(f"uv could not write the pylock: {_last_error(proc.stderr)}")
+            return scratch.read_text(encoding="utf-8")
+        finally:
+            scratch.unlink(missing_ok=True)
+
+
 def freeze(python: Path) -> list[str]:
     """The target environment as requirement lines (`uv pip freeze`), URLs and VCS SHAs included."""
     return run_uv(["pip", "freeze", "--python", str(python)]).stdout.splitlines()
