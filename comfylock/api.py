@@ -11,15 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, collect, export, history, lock, policy, resolve, sync
-from ._exceptions import InputError, ResolutionError, UvError
+from . import _compile, collect, export, history, lock, policy, resolve, sync
+from ._exceptions import InputError, UvError
 from ._fingerprint import fingerprint
 from ._fs import atomic_write
-from ._git import git_commit
 from .config import Config, load_config
-from .lock import Change, Lock, Pin, Request
+from .lock import Change, Lock
 from .resolve import IndexOptions
-from .workspace import Target, Workspace, open_workspace, probe_target
+from .workspace import Workspace, open_workspace, probe_target
 
 USER_REQUIREMENTS = "requirements.txt"
 USER_POLICY = "pip-policy.user.json"
@@ -59,28 +58,6 @@ class CompileResult:
     offline_first: bool = False  # resolved from uv's cache without the network
 
 
-def _target_meta(t: Target) -> dict[str, str]:
-    return {"python": f"{t.version} {t.implementation}", "platform": f"{t.sys_platform} {t.machine}"}
-
-
-def _node_lines(ws: Workspace, coll: collect.Collection) -> list[str]:
-    folders = {n.name: n.path for n in ws.nodes}
-    out = []
-    for inp in coll.inputs:
-        if inp.node == collect.USER:
-            continue
-        sha = git_commit(folders.get(inp.node, ws.root))
-        out.append(f"{inp.node} {inp.chosen or '-'}" + (f" git={sha}" if sha else ""))
-    return out
-
-
-def _rel(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 def compile(  # noqa: A001 - the command's name
     ctx: Context,
     *,
@@ -114,18 +91,18 @@ def compile(  # noqa: A001 - the command's name
         installed=target.installed,
         os=target.os,
         has_gpu=target.has_gpu,
-        comfyui_version=_comfyui_version(ws.root),
+        comfyui_version=_compile.comfyui_version(ws.root),
     )
     for inp in coll.inputs:
         for opt in inp.index_options:
-            index = _add_node_option(index, opt)
+            index = _compile.add_node_option(index, opt)
     fp = fingerprint(coll, pol, target, index, cfg, python_version, python_platform)
-    previous = _read_previous(ctx.lock_path)
+    previous = _compile.read_previous(ctx.lock_path)
     forced = upgrade or bool(upgrade_packages) or refresh
     if previous is not None and previous.intact and previous.meta.get("fingerprint") == fp and not forced:
         return CompileResult(ctx.lock_path, previous, (), coll, None, up_to_date=True, written=False)
 
-    upgrade_set = frozenset({"*"} if upgrade else {resolve_name(p) for p in upgrade_packages})
+    upgrade_set = frozenset({"*"} if upgrade else {_compile.resolve_name(p) for p in upgrade_packages})
     outcome = policy.apply(pol, coll.requirements(), facts, upgrade=upgrade_set, torch_index=cfg.torch_index)
     if outcome.blocking and not yes:
         raise InputError(
@@ -136,7 +113,7 @@ def compile(  # noqa: A001 - the command's name
         inputs={},
         python=ws.python,
         index=index,
-        preferences=_preferences_text(ctx.lock_path, previous),
+        preferences=_compile.preferences_text(ctx.lock_path, previous),
         upgrade=upgrade,
         upgrade_packages=tuple(upgrade_packages),
         offline=offline,
@@ -144,10 +121,10 @@ def compile(  # noqa: A001 - the command's name
         python_version=python_version,
         python_platform=python_platform,
     )
-    resolved, outcome, warnings, used_cache = _resolve_with_policy(
+    resolved, outcome, warnings, used_cache = _compile.resolve_with_policy(
         base, pol, coll, facts, outcome, upgrade_set, cfg.torch_index
     )
-    new = _build_lock(
+    new = _compile.build_lock(
         ws,
         coll,
         outcome,
@@ -171,185 +148,6 @@ def compile(  # noqa: A001 - the command's name
         written=not dry_run,
         warnings=tuple(warnings),
         offline_first=used_cache,
-    )
-
-
-def resolve_name(spec: str) -> str:
-    from packaging.utils import canonicalize_name
-
-    return str(canonicalize_name(spec.split("<")[0].split(">")[0].split("=")[0].split("!")[0].strip()))
-
-
-def _comfyui_version(root: Path) -> str | None:
-    import re
-
-    for path in (root / "comfyui_version.py", root / "pyproject.toml"):
-        try:
-            m = re.search(r'^(?:__version__|version)\s*=\s*"([^"]+)"', path.read_text(encoding="utf-8"), re.M)
-        except OSError:
-            continue
-        if m:
-            return m.group(1)
-    return None
-
-
-def _add_node_option(index: IndexOptions, opt: collect.IndexOption) -> IndexOptions:
-    if opt.option == "--index-url" and opt.value:
-        return IndexOptions(opt.value, index.extra_index_urls, index.find_links, index.no_index)
-    if opt.option == "--extra-index-url" and opt.value:
-        return index.plus([opt.value]) if "://" in opt.value else index
-    if opt.option == "--find-links" and opt.value:
-        return IndexOptions(
-            index.index_url, index.extra_index_urls, (*index.find_links, opt.value), index.no_index
-        )
-    return index
-
-
-def _read_previous(path: Path) -> Lock | None:
-    return lock.read_lock(path) if path.is_file() else None
-
-
-def _preferences_text(path: Path, previous: Lock | None) -> str | None:
-    return lock.format_body(previous.pins, ()) if previous is not None else None
-
-
-def _inputs(outcome: policy.PolicyOutcome) -> tuple[dict[str, list[str]], list[str]]:
-    groups: dict[str, list[str]] = {}
-    constraints: list[str] = []
-    for r in outcome.requirements:
-        if r.constraint:
-            constraints.append(str(r.requirement))
-        else:
-            groups.setdefault(r.source.node, []).append(str(r.requirement))
-    return groups, constraints
-
-
-def _resolve_with_policy(
-    base: resolve.ResolveRequest,
-    pol: policy.Policy,
-    coll: collect.Collection,
-    facts: policy.Facts,
-    outcome: policy.PolicyOutcome,
-    upgrade_set: frozenset[str],
-    torch_index: str,
-) -> tuple[list[resolve.Resolved], policy.PolicyOutcome, list[str], bool]:
-    """Resolve; then, when a policy names a package that only arrived as a dependency, apply it and
-    resolve once more (a policy can only see direct requests before the first resolution)."""
-    warnings = list(outcome.warnings)
-    resolved, used_cache = _resolve_pins(base, coll, outcome, warnings)
-    present = frozenset(r.name for r in resolved)
-    triggered = {a.package for a in outcome.actions}
-    if any(name in pol.entries and name not in triggered for name in present):
-        again = policy.apply(
-            pol, coll.requirements(), facts, present=present, upgrade=upgrade_set, torch_index=torch_index
-        )
-        if again.actions != outcome.actions:
-            outcome = again
-            warnings = list(again.warnings)
-            resolved, used_cache = _resolve_pins(base, coll, outcome, warnings)
-    return resolved, outcome, warnings, used_cache
-
-
-def _resolve_pins(
-    base: resolve.ResolveRequest, coll: collect.Collection, outcome: policy.PolicyOutcome, warnings: list[str]
-) -> tuple[list[resolve.Resolved], bool]:
-    """Resolve with the policy's soft pins, dropping them as their on_failure says."""
-    groups, constraints = _inputs(outcome)
-    pins = list(outcome.pins)
-    while True:
-        request = _request(
-            base, groups, [*constraints, *outcome.constraints, *(p.requirement for p in pins)], outcome
-        )
-        try:
-            return _resolve_cache_first(request)
-        except ResolutionError as e:
-            blamed = [p for p in pins if resolve_name(p.requirement) in e.packages] or pins
-            droppable = [p for p in blamed if p.on_failure != "fail"]
-            if not droppable:
-                raise _explain(e, coll, outcome) from None
-            for p in droppable:
-                pins.remove(p)
-                if p.on_failure != "retry_without_pin":
-                    warnings.append(
-                        f"pin {p.requirement} (asked by {p.package}'s policy) could not hold; "
-                        "resolved without it"
-                    )
-
-
-def _request(
-    base: resolve.ResolveRequest,
-    groups: dict[str, list[str]],
-    constraints: list[str],
-    outcome: policy.PolicyOutcome,
-) -> resolve.ResolveRequest:
-    from dataclasses import replace
-
-    return replace(
-        base,
-        inputs=groups,
-        constraints=tuple(constraints),
-        overrides=tuple(outcome.overrides),
-        excludes=tuple(outcome.excludes),
-        index=base.index.plus(outcome.extra_index_urls),
-    )
-
-
-def _resolve_cache_first(request: resolve.ResolveRequest) -> tuple[list[resolve.Resolved], bool]:
-    """With a previous lock, uv's cache usually answers: try it offline, go online only if it cannot."""
-    if request.preferences and not (request.offline or request.upgrade or request.refresh):
-        from dataclasses import replace
-
-        try:
-            return resolve.compile(replace(request, offline=True)), True
-        except Exception:  # noqa: BLE001 - any offline failure is retried online, which decides
-            pass
-    return resolve.compile(request), False
-
-
-def _explain(e: ResolutionError, coll: collect.Collection, outcome: policy.PolicyOutcome) -> ResolutionError:
-    nodes = sorted({r.source.node for r in outcome.requirements if r.name in e.packages})
-    lines = [
-        f"{r.source.node}: {r.source.path.name}:{r.source.line}: {r.text}"
-        for r in outcome.requirements
-        if r.name in e.packages
-    ]
-    hint = ("involved: " + ", ".join(nodes) + "; skip one with --skip-node NAME") if nodes else None
-    err = ResolutionError(e.message, explanation=e.explanation, packages=e.packages, hint=hint)
-    err.involved = lines  # type: ignore[attr-defined]
-    return err
-
-
-def _build_lock(
-    ws: Workspace,
-    coll: collect.Collection,
-    outcome: policy.PolicyOutcome,
-    resolved: list[resolve.Resolved],
-    index: IndexOptions,
-    target: Target,
-    fp: str,
-    python_version: str | None,
-    python_platform: str | None,
-    warnings: list[str],
-) -> Lock:
-    folders = {inp.node: inp.path for inp in coll.inputs}
-    requests: dict[str, list[Request]] = {}
-    for r in outcome.requirements:
-        if r.constraint:
-            continue
-        rel = _rel(r.source.path, folders.get(r.source.node, ws.root))
-        requests.setdefault(r.name, []).append(Request(r.source.node, rel, r.source.line, r.text))
-    pins = tuple(Pin(x.name, x.spec, tuple(requests.get(x.name, ())), x.parents) for x in resolved)
-    meta = {"comfylock": __version__, "uv": resolve.uv_version(), "fingerprint": fp, **_target_meta(target)}
-    if python_version:
-        meta["target-python-version"] = python_version
-    if python_platform:
-        meta["target-python-platform"] = python_platform
-    acts = [f"{a.kind} {a.detail} ({a.origin}: {a.reason})" for a in outcome.actions]
-    return Lock(
-        pins=pins,
-        options=tuple(index.lines()),
-        meta=meta,
-        lists={"node": tuple(_node_lines(ws, coll)), "policy": tuple(acts), "warning": tuple(warnings)},
     )
 
 
@@ -395,7 +193,7 @@ def sync_env(
         resolve.freeze(ctx.ws.python),
         index.lines(),
         trigger=trigger or f"sync {path.name}",
-        target=_target_meta(target),
+        target=_compile.target_meta(target),
     )
     try:
         sync.apply(p, ctx.ws.python, index, offline=offline)
