@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, _report
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -121,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResolutionError as e:
         if args.debug:
             raise
+        _json_error(args, e)
         print(f"comfylock: error: {e}", file=sys.stderr)
         for line in getattr(e, "involved", []):
             print(f"  {line}", file=sys.stderr)
@@ -129,11 +130,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ComfylockError as e:
         if args.debug:
             raise
+        _json_error(args, e)
         print(f"comfylock: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("comfylock: interrupted", file=sys.stderr)
         return 130
+
+
+def _json_error(args: argparse.Namespace, e: Exception) -> None:
+    """Under --json, the error is a JSON document on stdout too (the one-line message stays on stderr)."""
+    if getattr(args, "json", False):
+        data: dict[str, Any] = {
+            "error": str(e),
+            "exit_code": getattr(e, "exit_code", 1),
+            "type": type(e).__name__,
+        }
+        if hasattr(e, "explanation"):
+            data["explanation"] = e.explanation
+            data["packages"] = sorted(getattr(e, "packages", ()))
+        Out(False, False, True).json("error", data)
 
 
 def _run(args: argparse.Namespace, out: Out) -> int:
@@ -174,6 +190,7 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
         python_version=args.python_version,
         python_platform=args.python_platform,
     )
+    out.json("compile", _report.compile_report(r))
     inputs = r.collection.inputs
     nreq = sum(len(i.requirements) for i in inputs)
     nodes = [i for i in inputs if i.node not in ("core", "user")]
@@ -245,6 +262,7 @@ def _sync(args: argparse.Namespace, out: Out) -> int:
 
 
 def _report_sync(r: Any, out: Out, what: str) -> int:
+    out.json(what, _report.sync_report(r))
     for w in r.warnings:
         out(f"warning: {w}")
     if r.plan.is_noop:
@@ -270,6 +288,7 @@ def _history(args: argparse.Namespace, out: Out) -> int:
 
     ctx = context(args)
     entries = api.list_history(ctx)
+    out.json("history", _report.history_report(entries))
     if not entries:
         out("no history yet (`comfylock sync` records the environment before it changes it)")
     for e in entries:
@@ -282,6 +301,7 @@ def _check(args: argparse.Namespace, out: Out) -> int:
 
     ctx = context(args)
     p = api.check(ctx)
+    out.json("check", _report.check_report(p, ctx.lock_path))
     if p.is_noop:
         out(f"environment matches {_display(ctx.lock_path)}")
         return 0
@@ -302,7 +322,7 @@ def _add(args: argparse.Namespace, out: Out) -> int:
     from . import api
 
     ctx = context(args)
-    api.add(ctx, args.requirements)
+    out.json("add", {"requirements": api.add(ctx, args.requirements)})
     out(f"added {', '.join(args.requirements)} to your requirements; run `comfylock compile` to lock them")
     return 0
 
@@ -311,7 +331,7 @@ def _remove(args: argparse.Namespace, out: Out) -> int:
     from . import api
 
     ctx = context(args)
-    api.remove(ctx, args.names)
+    out.json("remove", {"requirements": api.remove(ctx, args.names)})
     out(f"removed {', '.join(args.names)} from your requirements; run `comfylock compile`")
     return 0
 

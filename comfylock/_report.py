@@ -1,0 +1,93 @@
+"""The `--json` documents of the core commands. Each is versioned by its `schema` key
+(`comfylock.<command>/1`, added by cli.Out.json); the README lists the fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+_CHECK_KIND = {"added": "missing", "removed": "extra"}
+
+
+def changes(items: Any) -> list[dict[str, Any]]:
+    return [{"name": c.name, "old": c.old, "new": c.new, "kind": c.kind} for c in items]
+
+
+def compile_report(r: Any) -> dict[str, Any]:
+    meta = r.lock.meta
+    return {
+        "lock": str(r.lock_path),
+        "written": r.written,
+        "up_to_date": r.up_to_date,
+        "offline_first": r.offline_first,
+        "packages": len(r.lock.pins),
+        "target": {
+            "python": meta.get("python"),
+            "platform": meta.get("platform"),
+            "target_python_version": meta.get("target-python-version"),
+            "target_python_platform": meta.get("target-python-platform"),
+        },
+        "nodes": [
+            {
+                "node": i.node,
+                "file": i.chosen,
+                "why": i.why,
+                "requirements": len(i.requirements),
+                "bad_lines": [
+                    {"file": str(b.source.path), "line": b.source.line, "text": b.text, "reason": b.reason}
+                    for b in i.bad_lines
+                ],
+            }
+            for i in r.collection.inputs
+        ],
+        "policy": [
+            {
+                "kind": a.kind,
+                "package": a.package,
+                "detail": a.detail,
+                "origin": a.origin,
+                "reason": a.reason,
+                "requested_by": sorted({s.node for s in a.requested_by}),
+            }
+            for a in (r.outcome.actions if r.outcome is not None else ())
+        ],
+        "warnings": list(r.warnings),
+        "changes": changes(r.changes),
+    }
+
+
+def sync_report(r: Any) -> dict[str, Any]:
+    return {
+        "lock": str(r.lock_path),
+        "dry_run": r.dry_run,
+        "noop": r.plan.is_noop,
+        "changes": changes(r.plan.changes),
+        "kept": list(r.plan.kept),
+        "history_entry": r.entry.id if r.entry is not None else None,
+        "warnings": list(r.warnings),
+    }
+
+
+def check_report(plan: Any, lock_path: Path) -> dict[str, Any]:
+    return {
+        "lock": str(lock_path),
+        "matches": plan.is_noop,
+        "differences": [
+            {
+                "name": c.name,
+                "installed": c.old,
+                "locked": c.new,
+                "kind": _CHECK_KIND.get(c.kind, "other-version"),
+            }
+            for c in plan.changes
+        ],
+    }
+
+
+def history_report(entries: Any) -> dict[str, Any]:
+    return {
+        "entries": [
+            {"id": e.id, "time": e.time, "trigger": e.trigger, "packages": e.packages, "path": str(e.path)}
+            for e in entries
+        ]
+    }
