@@ -1,11 +1,185 @@
-"""Commands of the policy area (registered by cli.build_parser)."""
+"""Commands of the policy area (registered by cli.build_parser): `policy show` and `policy check`.
+
+  comfylock policy show [--policy FILE]... [--no-default-policy] [-v] [--json]
+      The merged policy compile applies: each package, its sections, and the file its entry came from.
+  comfylock policy check [FILE] [--policy FILE]... [--no-default-policy] [--json]
+      Every problem, with file, line, JSON path and a hint. FILE alone needs no ComfyUI folder; without
+      FILE the user's <comfyui>/user/comfylock/pip-policy.user.json is checked. Either way the files are
+      also checked merged above the shipped policy, as compile merges them. Exit 0 clean, 2 with problems.
+
+JSON reports (under --json), schema version 1:
+  comfylock.policy-show/1: {files: [{origin, path, role}], user_file, packages: {name: {origin, path,
+      line, role, shadows: [origin], sections: {section: [entry]}}}}
+  comfylock.policy-check/1: {files: [path], default_policy: bool, ok: bool,
+      problems: [{file, line, json_path, message, hint}]}
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add this area's subcommands; each sets `handler=fn(args, out) -> exit code`."""
+    p = sub.add_parser("policy", help="show or check the pip-policy.json policies compile applies")
+    actions = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+
+    s = actions.add_parser("show", help="the merged policy: each package, its entries, their file")
+    common(s)
+    _sources(s)
+    s.set_defaults(handler=_show)
+
+    c = actions.add_parser("check", help="list every problem of policy files (exit 2 if any)")
+    common(c)
+    c.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="a policy file to check (default: <comfyui>/user/comfylock/pip-policy.user.json)",
+    )
+    _sources(c)
+    c.set_defaults(handler=_check)
+
+
+def _sources(p: argparse.ArgumentParser) -> None:
+    # The same two options as compile, so what is shown or checked is what compile would merge.
+    p.add_argument("--policy", metavar="FILE", action="append", default=[], help="an extra pip-policy.json")
+    p.add_argument("--no-default-policy", action="store_true", help="leave out comfylock's shipped policy")
+
+
+def _user_file(args: argparse.Namespace) -> Path:
+    from .api import USER_POLICY
+    from .cli import context
+
+    return Path(context(args).ws.user_dir) / USER_POLICY
+
+
+def _show(args: argparse.Namespace, out: Any) -> int:
+    from . import policy
+
+    user = _user_file(args)
+    pol = policy.load_policy(user, [Path(p) for p in args.policy], base=not args.no_default_policy)
+    files = [{"origin": o, "path": _path(o), "role": _role(o, user)} for o in pol.files]
+    packages = {
+        name: {
+            "origin": pol.origins[name],
+            "path": _path(pol.origins[name]),
+            "line": pol.sources[name].line if name in pol.sources else None,
+            "role": _role(pol.origins[name], user),
+            "shadows": list(pol.shadowed.get(name, ())),
+            "sections": {k: [dict(e) for e in v] for k, v in sections.items()},
+        }
+        for name, sections in pol.entries.items()
+    }
+    out.json("policy-show", {"files": files, "user_file": str(user), "packages": packages})
+    out("policy files, lowest priority first:")
+    for i, f in enumerate(files, 1):
+        out(f"  {i}. {f['role']:<8} {f['path']}")
+    if not user.is_file():
+        out(f"  (no user policy at {user})")
+    out()
+    if not packages:
+        out("no policy entries")
+    for name, info in packages.items():
+        where = f"{Path(info['path']).name}:{info['line']}" if info["line"] else Path(info["path"]).name
+        over = [_role(o, user) for o in info["shadows"]]
+        replaces = f" (replaces the {', '.join(over)} entry)" if over else ""
+        out(f"{name}  [{info['role']}, {where}]{replaces}")
+        if not info["sections"]:
+            out("  (empty: disables the lower files' entry)")
+        for section, entries in info["sections"].items():
+            for i, entry in enumerate(entries):
+                out(f"  {section}[{i}]: {describe(section, entry)}")
+                if entry.get("reason"):
+                    out(f"      reason: {entry['reason']}", detail=True)
+    return 0
+
+
+def _check(args: argparse.Namespace, out: Any) -> int:
+    from . import policy
+
+    extras = [Path(p) for p in args.policy]
+    if args.file is not None:
+        targets = [Path(args.file), *extras]
+    else:
+        user = _user_file(args)
+        if not user.is_file():
+            out(f"no user policy at {user}")
+        targets = ([user] if user.is_file() else []) + extras
+    base = not args.no_default_policy
+    problems = policy.check_policy_files(targets, base=base)
+    shown = ([str(policy.BASE_POLICY)] if base else []) + [str(t) for t in targets]
+    out.json(
+        "policy-check",
+        {
+            "files": shown,
+            "default_policy": base,
+            "ok": not problems,
+            "problems": [dataclasses.asdict(p) for p in problems],
+        },
+    )
+    if not out.as_json:
+        for p in problems:
+            print(p)  # even under --quiet: these are the errors the command exists to report
+    checked = ", ".join(shown) or "no files"
+    if problems:
+        files = len({p.file for p in problems})
+        out(f"{len(problems)} problem{'s' * (len(problems) != 1)} in {files} file{'s' * (files != 1)}")
+        return 2
+    out(f"policy OK: {checked}")
+    return 0
+
+
+def _path(origin: str) -> str:
+    from .policy import BASE_ORIGIN, BASE_POLICY
+
+    return str(BASE_POLICY) if origin == BASE_ORIGIN else origin
+
+
+def _role(origin: str, user: Path) -> str:
+    from .policy import BASE_ORIGIN
+
+    if origin == BASE_ORIGIN:
+        return "default"
+    return "user" if origin == str(user) else "--policy"
+
+
+def describe(section: str, entry: Mapping[str, Any]) -> str:
+    """One line for a policy entry: what it does, then when."""
+    kind = entry.get("type", section)
+    what = {
+        "skip": lambda: "skip",
+        "force_version": lambda: f"force_version {entry['version']}",
+        "replace": lambda: f"replace -> {entry['replacement']}{entry.get('version', '')}",
+        "pin_dependencies": lambda: (
+            f"pin_dependencies {', '.join(entry['pinned_packages'])}"
+            + (f" (on_failure {entry['on_failure']})" if "on_failure" in entry else "")
+        ),
+        "install_with": lambda: f"install_with {', '.join(entry['additional_packages'])}",
+        "warn": lambda: (
+            f"warn {entry['message']!r}"
+            + (" (stops compile unless --yes)" if entry.get("allow_continue") is False else "")
+        ),
+        "uninstall": lambda: f"uninstall {entry['target']}",
+        "restore": lambda: f"restore {entry['target']}=={entry['version']}",
+    }[kind]()
+    if entry.get("extra_index_url"):
+        what += f" from {entry['extra_index_url']}"
+    cond = entry.get("condition")
+    return what + (f"  when {_condition(cond)}" if cond else "")
+
+
+def _condition(cond: Mapping[str, Any]) -> str:
+    if cond.get("type") == "installed":
+        return f"{cond.get('package', 'it')} installed" + (f" {cond['spec']}" if "spec" in cond else "")
+    parts = []
+    for key in ("os", "has_gpu", "comfyui_version"):
+        if key in cond:
+            value = cond[key]
+            value = str(value).lower() if isinstance(value, bool) else value
+            parts.append(f"ComfyUI {value}" if key == "comfyui_version" else f"{key}={value}")
+    return ", ".join(parts) or "always"

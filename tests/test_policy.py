@@ -22,6 +22,7 @@ from comfylock.policy import (
     PolicyOutcome,
     SoftPin,
     apply,
+    check_policy_files,
     check_policy_text,
     load_policy,
 )
@@ -497,8 +498,17 @@ def test_higher_entry_replaces_the_lower_one_whole(tmp_path: Path) -> None:
     user = write(tmp_path, "u.json", {"opencv-python": {}})  # an empty entry disables the default one
     policy = load_policy(user)
     assert policy.entries["opencv-python"] == {}
+    assert policy.shadowed == {"opencv-python": ("default",)}
     out = apply(policy, [R("opencv-python")], F())
     assert names(out) == ["opencv-python"] and out.excludes == ()
+
+
+def test_requirements_the_shipped_policy_adds_name_it_the_same_everywhere() -> None:
+    out = apply(load_policy(), [R("numpy")], F(), present={"opencv-python"})
+    [added] = [r for r in out.requirements if r.name == "opencv-contrib-python-headless"]
+    assert added.source.node == "policy"
+    assert added.source.path == Path("comfylock/pip-policy.json")  # not where comfylock is installed
+    assert BASE_POLICY.read_text().splitlines()[added.source.line - 1].strip() == '"opencv-python": {'
 
 
 def test_missing_user_file_is_skipped_missing_extra_is_an_error(tmp_path: Path) -> None:
@@ -1117,6 +1127,16 @@ def test_policy_error_is_one_line_with_file_line_path_and_hint(tmp_path: Path) -
     assert str(problem).startswith("pip-policy.user.json:7: $.numpy.apply_first_match[1]: unknown action")
 
 
+def test_load_error_says_how_many_more_problems_follow(tmp_path: Path) -> None:
+    doc = {"a": {"bogus": []}, "b": {"apply_first_match": [{"type": "nope"}]}, "c": {"restore": [{}]}}
+    with pytest.raises(PolicyError) as raised:
+        load_policy(None, [write(tmp_path, "p.json", doc)], base=False)
+    assert str(raised.value).endswith(
+        "$.a.bogus: unknown section 'bogus' (expected one of uninstall, apply_first_match, "
+        "apply_all_matches, restore; 3 more problems in this file: `comfylock policy check` lists them)"
+    )
+
+
 def test_field_problem_points_at_its_own_line() -> None:
     text = (
         '{\n  "numpy": {\n    "apply_first_match": [\n      {\n        "type": "force_version",\n'
@@ -1156,6 +1176,36 @@ def test_conflict_across_files_is_found_after_merging(tmp_path: Path) -> None:
     # Once a higher file replaces the package whose entry conflicted, the conflict is gone.
     fix = write(tmp_path, "c.json", {"six": {}})
     assert load_policy(None, [base, user, fix], base=False).entries["six"] == {}
+
+
+def test_check_policy_files_lists_every_problem_of_every_file(tmp_path: Path) -> None:
+    a = write(
+        tmp_path, "a.json", {"six": {"restore": [{"target": "six", "version": "1.16.0"}]}, "x": {"bad": []}}
+    )
+    b = write(tmp_path, "b.json", '{\n  "numpy": {"uninstall": [{"target": "six"}]},\n  "y": []\n}')
+    problems = check_policy_files([a, b, tmp_path / "gone.json"])
+    assert [(Path(p.file).name, p.json_path, p.message.split(":")[0]) for p in problems] == [
+        (
+            "a.json",
+            "$.six.restore[0]",
+            "restore of 'six' conflicts with numpy's uninstall of it under the same condition",
+        ),
+        ("a.json", "$.x.bad", "unknown section 'bad'"),
+        ("b.json", "$.y", "expected an object of sections, got list"),
+        ("gone.json", "$", "policy file not found"),
+    ]
+    assert len(set(problems)) == len(problems)
+    assert str(problems[-1]) == f"{tmp_path / 'gone.json'}: policy file not found (check the path given)"
+    assert check_policy_files([]) == []  # the shipped policy alone is clean
+
+
+def test_check_policy_files_reports_a_same_file_conflict_once(tmp_path: Path) -> None:
+    doc = {
+        "numpy": {"uninstall": [{"target": "six"}]},
+        "six": {"restore": [{"target": "six", "version": "1"}]},
+    }
+    [problem] = check_policy_files([write(tmp_path, "p.json", doc)], base=False)
+    assert problem.json_path == "$.six.restore[0]"
 
 
 def test_unreadable_policy_file(tmp_path: Path) -> None:
