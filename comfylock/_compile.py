@@ -100,15 +100,17 @@ def resolve_with_policy(
     warnings = list(outcome.warnings)
     resolved, used_cache = resolve_pins(base, coll, outcome, warnings)
     present = frozenset(r.name for r in resolved)
-    triggered = {a.package for a in outcome.actions}
-    if any(name in pol.entries and name not in triggered for name in present):
+    if any(name in pol.entries and name not in outcome.considered for name in present):
         again = policy.apply(
             pol, coll.requirements(), facts, present=present, upgrade=upgrade_set, torch_index=torch_index
         )
         if again.actions != outcome.actions:
             outcome = again
             warnings = list(again.warnings)
-            resolved, used_cache = resolve_pins(base, coll, outcome, warnings)
+            # The first pass just filled uv's cache: let it answer the second one, keeping the
+            # first pass's versions wherever the policy's change allows (minimal churn, no network).
+            first = "".join(f"{r.spec}\n" for r in resolved)
+            resolved, _ = resolve_pins(replace(base, preferences=first), coll, outcome, warnings)
     return resolved, outcome, warnings, used_cache
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
@@ -308,6 +307,8 @@ def _pin(pkg: dict[str, Any], known: dict[str, Any], path: Path, i: int, links: 
         for dist in [*pkg.get("wheels", []), pkg.get("sdist")]:
             url = dist.get("url", "") if isinstance(dist, dict) else ""
             if url.startswith("file:"):
+                from urllib.request import url2pathname  # only here: it costs 20 ms to import
+
                 links.append(str(Path(url2pathname(urlsplit(url).path)).parent))
             elif isinstance(dist, dict) and "path" in dist:
                 links.append(str((base / str(dist["path"])).parent))

@@ -31,8 +31,15 @@ def uv_bin() -> str:
 
 @functools.cache
 def uv_version() -> str:
-    out = run_uv(["--version"]).stdout.split()
-    return out[1] if len(out) > 1 else "unknown"
+    # The binary is the one the `uv` package ships, so its metadata names the version without
+    # spending a subprocess on `uv --version` (a no-op compile must stay far below uv's own time).
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("uv")
+    except PackageNotFoundError:
+        out = run_uv(["--version"]).stdout.split()
+        return out[1] if len(out) > 1 else "unknown"
 
 
 def run_uv(
