@@ -1,11 +1,210 @@
-"""Commands of the inspect area (registered by cli.build_parser)."""
+"""Commands of the inspect area (registered by cli.build_parser): why, diff, nodes.
+
+They read the lock alone (its `requested by` / `needed by` lines are the graph), so they are instant and
+need no network; only `diff env` runs the target interpreter once.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add this area's subcommands; each sets `handler=fn(args, out) -> exit code`."""
+    p = sub.add_parser("why", help="why a package is in the lock: the chains from nodes to it, and policies")
+    common(p)
+    p.add_argument("package", metavar="PKG")
+    p.set_defaults(handler=_why)
+
+    p = sub.add_parser(
+        "diff",
+        help="what changes between two locks, a lock and the environment, or a lock and a git revision",
+        description="Each side is a lock file, `env` (the target environment) or `git:REV[:PATH]` (the lock, "
+        "or PATH beside it, at a git revision). OLD defaults to env, NEW to the lock.",
+    )
+    common(p)
+    p.add_argument("old", nargs="?", default="env", metavar="OLD")
+    p.add_argument("new", nargs="?", default=None, metavar="NEW")
+    p.set_defaults(handler=_diff)
+
+    p = sub.add_parser("nodes", help="each node: its requirement file, how many lines, what only it brings")
+    common(p)
+    p.set_defaults(handler=_nodes)
+
+
+def _lock_path(args: argparse.Namespace) -> Path:
+    if args.lock:  # a lock alone needs no ComfyUI folder
+        return Path(args.lock).absolute()
+    from .cli import context
+
+    return context(args).lock_path
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _why(args: argparse.Namespace, out: Any) -> int:
+    from . import inspect
+    from .lock import read_lock
+
+    path = _lock_path(args)
+    lock = read_lock(path)
+    w = inspect.why(lock, args.package)
+    versions = {p.name: p.version or p.spec for p in lock.pins}
+    chains = [
+        {**_request(c.request), "path": [{"name": n, "version": versions.get(n)} for n in c.path]}
+        for c in w.chains
+    ]
+    out.json(
+        "why",
+        {
+            "package": w.name,
+            "pin": w.spec,
+            "chains": chains,
+            "needed_by": list(w.needed_by),
+            "policy": list(w.policy),
+            "warnings": list(w.warnings),
+            "close": list(w.close),
+        },
+    )
+    if w.spec is None:
+        maybe = f"; did you mean {', '.join(w.close)}?" if w.close else ""
+        out(f"{w.name} is not in {_display(path)}{maybe}")
+        for line in w.policy:
+            out(f"  policy: {line}")
+        return 1
+    out(f"{w.spec} is in {_display(path)} because:")
+    for c in w.chains:
+        r = c.request
+        via = " -> ".join(f"{n} {versions.get(n, '')}".strip() for n in c.path)
+        out(f"  {r.node} ({r.file}:{r.line}: {r.text})" + (f": {via}" if len(c.path) > 1 else ""))
+    if not w.chains:
+        out("  no node asks for it (a policy or an edit put it there)")
+    if w.needed_by:
+        out(f"needed by: {', '.join(w.needed_by)}")
+    for line in w.policy:
+        out(f"policy: {line}")
+    for line in w.warnings:
+        out(f"warning: {line}")
+    return 0
+
+
+def _request(r: Any) -> dict[str, Any]:
+    return {"node": r.node, "file": r.file, "line": r.line, "text": r.text}
+
+
+def _nodes(args: argparse.Namespace, out: Any) -> int:
+    from . import inspect
+    from .lock import read_lock
+
+    path = _lock_path(args)
+    infos = inspect.nodes(read_lock(path))
+    out.json(
+        "nodes",
+        {
+            "nodes": [
+                {
+                    "name": n.name,
+                    "source": n.source,
+                    "commit": n.commit,
+                    "requirements": n.requirements,
+                    "direct": list(n.direct),
+                    "only": list(n.only),
+                }
+                for n in infos
+            ]
+        },
+    )
+    width = max((len(n.name) for n in infos), default=0)
+    for n in infos:
+        src = n.source or "-"
+        git = f"  git {n.commit[:10]}" if n.commit else ""
+        count = f"{n.requirements:>3} requirement{'s' if n.requirements != 1 else ' '}"
+        out(f"{n.name:<{width}}  {src:<18} {count}  {len(n.only):>3} only here{git}")
+        if n.only:
+            out(f"{'':<{width}}    only here: {', '.join(n.only)}", detail=True)
+    if not infos:
+        out(f"no nodes recorded in {_display(path)}")
+    return 0
+
+
+def _diff(args: argparse.Namespace, out: Any) -> int:
+    from . import inspect
+    from .sync import PROTECTED
+
+    path = _lock_path(args)
+    labels = [args.old, args.new or _display(path)]
+    cache: dict[str, Mapping[str, str]] = {}
+
+    def installed() -> Mapping[str, str]:
+        if "env" not in cache:
+            from .cli import context
+            from .workspace import probe_target
+
+            cache["env"] = probe_target(context(args).ws.python).installed
+        return cache["env"]
+
+    old = inspect.read_side(args.old, path, installed)
+    new = inspect.read_side(args.new, path, installed) if args.new else inspect.read_side(str(path), path)
+    ignore = PROTECTED if "env" in (args.old, args.new) else frozenset()
+    causes = inspect.diff(old, new, ignore=ignore)
+    out.json("diff", {"old": labels[0], "new": labels[1], "changes": changes_json(causes)})
+    print_changes(out, causes, f"{labels[0]} -> {labels[1]}")
+    return 0
+
+
+def changes_json(causes: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": c.change.name,
+            "kind": c.change.kind,
+            "old": c.change.old,
+            "new": c.change.new,
+            "nodes": list(c.nodes),
+            "reason": c.reason,
+        }
+        for c in causes
+    ]
+
+
+_MARKS = {"added": "+", "removed": "-", "upgraded": "^", "downgraded": "v", "changed": "~"}
+
+
+def print_changes(out: Any, causes: Sequence[Any], label: str) -> None:
+    """A diff with the nodes behind each change (also what `compile` prints against the previous lock)."""
+    from .lock import summarize
+
+    out(f"{label}: {summarize(c.change for c in causes)}")
+    for c in causes:
+        ch = c.change
+        what = f"{ch.name} {ch.new}" if ch.kind == "added" else f"{ch.name} {ch.old}"
+        if ch.kind not in ("added", "removed"):
+            what = f"{ch.name} {ch.old} -> {ch.new}"
+        who = f"  [{', '.join(c.nodes)}]" if c.nodes else ""
+        out(f"  {_MARKS[ch.kind]} {what}{who}" + (f"  {c.reason}" if c.reason else ""))
+
+
+def report_lines(
+    duplicates: Sequence[Any] = (), stale: Sequence[Any] = (), broken: Sequence[Any] = ()
+) -> list[str]:
+    """Lines for what `compile` and `check` add to their output: duplicate imports (inspect.Duplicate),
+    a stale lock (inspect.Stale) and broken requirements in the environment (inspect.Broken)."""
+    out = []
+    for d in duplicates:
+        asked = "; ".join(f"{k} by {', '.join(v)}" if v else k for k, v in d.asked_by.items())
+        out.append(
+            f"{d.severity}: {', '.join(d.dists)} all install `import {d.module}`: {d.reason} ({asked})"
+        )
+        out.append(f"  settle it in user/comfylock/pip-policy.user.json (keeps {d.keep}): {d.policy}")
+    for s in stale:
+        out.append(f"warning: the lock is stale: {s.node}: {s.detail} (run `comfylock compile`)")
+    for b in broken:
+        out.append(f"warning: broken in the environment: {b.message}")
+    return out

@@ -130,7 +130,11 @@ def resolve_pins(
             blamed = [p for p in pins if resolve_name(p.requirement) in e.packages] or pins
             droppable = [p for p in blamed if p.on_failure != "fail"]
             if not droppable:
-                raise explain(e, coll, outcome) from None
+                from .explain import explain_failure, with_attribution
+
+                folders = {i.node: i.path for i in coll.inputs}
+                found = explain_failure(e, outcome.requirements, request, folders=folders)
+                raise with_attribution(e, found) from None
             for p in droppable:
                 pins.remove(p)
                 if p.on_failure != "retry_without_pin":
@@ -164,19 +168,6 @@ def resolve_cache_first(request: resolve.ResolveRequest) -> tuple[list[resolve.R
         except Exception:  # noqa: BLE001 - any offline failure is retried online, which decides
             pass
     return resolve.compile(request), False
-
-
-def explain(e: ResolutionError, coll: collect.Collection, outcome: policy.PolicyOutcome) -> ResolutionError:
-    nodes = sorted({r.source.node for r in outcome.requirements if r.name in e.packages})
-    lines = [
-        f"{r.source.node}: {r.source.path.name}:{r.source.line}: {r.text}"
-        for r in outcome.requirements
-        if r.name in e.packages
-    ]
-    hint = ("involved: " + ", ".join(nodes) + "; skip one with --skip-node NAME") if nodes else None
-    err = ResolutionError(e.message, explanation=e.explanation, packages=e.packages, hint=hint)
-    err.involved = lines  # type: ignore[attr-defined]
-    return err
 
 
 def build_lock(

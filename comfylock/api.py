@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import _compile, collect, export, history, lock, policy, resolve, sync
+from . import _compile, collect, export, history, inspect, lock, policy, resolve, sync
 from ._exceptions import InputError, UvError
 from ._fingerprint import fingerprint
 from ._fs import atomic_write
@@ -56,6 +56,8 @@ class CompileResult:
     written: bool = True
     warnings: tuple[str, ...] = ()
     offline_first: bool = False  # resolved from uv's cache without the network
+    previous: Lock | None = None  # the lock before this compile
+    duplicates: tuple[inspect.Duplicate, ...] = ()  # distributions installing the same import
 
 
 def compile(  # noqa: A001 - the command's name
@@ -148,7 +150,15 @@ def compile(  # noqa: A001 - the command's name
         written=not dry_run,
         warnings=tuple(warnings),
         offline_first=used_cache,
+        previous=previous,
+        duplicates=_duplicates(ws.python, new),
     )
+
+
+def _duplicates(python: Path, new: Lock) -> tuple[inspect.Duplicate, ...]:
+    """Distributions in the lock that install the same import (the resolver cannot see these)."""
+    dirs = [*inspect.site_dirs(python), *inspect.cache_dirs(resolve.cache_dir())]
+    return tuple(inspect.duplicate_imports(new, inspect.read_dist_infos(dirs, {p.name for p in new.pins})))
 
 
 # --- sync, rollback, history ---------------------------------------------------------------------
@@ -226,6 +236,34 @@ def check(ctx: Context) -> sync.SyncPlan:
     """What differs between the target environment and the lock (an empty plan: they match)."""
     target = probe_target(ctx.ws.python)
     return sync.plan(export.read_any(ctx.lock_path, export.marker_environment(target)), target.installed)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    plan: sync.SyncPlan
+    stale: tuple[inspect.Stale, ...] = ()
+    broken: tuple[inspect.Broken, ...] = ()
+
+
+def check_report(ctx: Context) -> CheckReport:
+    """check(), plus whether the lock is stale and what `uv pip check` finds broken."""
+    ws, cfg = ctx.ws, ctx.config
+    target = probe_target(ws.python)
+    the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))
+    try:
+        coll = collect.collect(
+            ws,
+            settings=cfg.nodes,
+            skip_nodes=cfg.skip,
+            keep_going=True,
+            user_requirements=ws.user_dir / USER_REQUIREMENTS,
+        )
+        folders = {i.node: i.path for i in coll.inputs}
+        stale = inspect.stale(the_lock, _compile.node_lines(ws, coll), coll.requirements(), folders)
+    except InputError as e:
+        stale = [inspect.Stale("?", "requirements", f"cannot read the requirements now: {e}")]
+    broken = inspect.parse_pip_check(resolve.pip_check(ws.python))
+    return CheckReport(sync.plan(the_lock, target.installed), tuple(stale), tuple(broken))
 
 
 # --- the user's own requirements -----------------------------------------------------------------

@@ -149,6 +149,10 @@ def _json_error(args: argparse.Namespace, e: Exception) -> None:
         if hasattr(e, "explanation"):
             data["explanation"] = e.explanation
             data["packages"] = sorted(getattr(e, "packages", ()))
+        if getattr(e, "attribution", None) is not None:
+            from .explain import to_json
+
+            data["attribution"] = to_json(e.attribution)  # type: ignore[attr-defined]
         Out(False, False, True).json("error", data)
 
 
@@ -210,7 +214,11 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
             out(f"  policy {a.kind}: {a.detail}" + (f" (asked by {', '.join(who)})" if who else ""))
     for w in r.warnings:
         out(f"  warning: {w}")
+    from ._cli_inspect import report_lines
+
     _print_changes(out, r.changes, "changes", _causes(r.lock))
+    for line in report_lines(duplicates=r.duplicates):
+        out(f"  {line}")
     return 0
 
 
@@ -300,8 +308,18 @@ def _check(args: argparse.Namespace, out: Out) -> int:
     from . import api
 
     ctx = context(args)
-    p = api.check(ctx)
-    out.json("check", _report.check_report(p, ctx.lock_path))
+    from ._cli_inspect import report_lines
+
+    r = api.check_report(ctx)
+    p = r.plan
+    data = _report.check_report(p, ctx.lock_path)
+    data["stale"] = [{"node": s.node, "what": s.what, "detail": s.detail} for s in r.stale]
+    data["broken"] = [
+        {"package": b.package, "requirement": b.requirement, "installed": b.installed} for b in r.broken
+    ]
+    out.json("check", data)
+    for line in report_lines(stale=r.stale, broken=r.broken):
+        out(line)
     if p.is_noop:
         out(f"environment matches {_display(ctx.lock_path)}")
         return 0

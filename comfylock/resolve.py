@@ -327,6 +327,20 @@ def pylock(
             scratch.unlink(missing_ok=True)
 
 
+def pip_check(python: Path) -> str:
+    """`uv pip check` of the target: its report (uv prints it on stderr and exits 1 on problems)."""
+    proc = run_uv(["pip", "check", "--python", str(python)], check=False)
+    if proc.returncode not in (0, 1):
+        raise UvError(f"uv pip check failed: {_last_error(proc.stderr)}")
+    return proc.stderr
+
+
+@functools.cache
+def cache_dir() -> Path:
+    """uv's cache folder (UV_CACHE_DIR, or the platform default)."""
+    return Path(run_uv(["cache", "dir"]).stdout.strip())
+
+
 def freeze(python: Path) -> list[str]:
     """The target environment as requirement lines (`uv pip freeze`), URLs and VCS SHAs included."""
     return run_uv(["pip", "freeze", "--python", str(python)]).stdout.splitlines()
