@@ -18,10 +18,6 @@ from .resolve import IndexOptions
 from .workspace import Target, Workspace
 
 
-def target_meta(t: Target) -> dict[str, str]:
-    return {"python": f"{t.version} {t.implementation}", "platform": f"{t.sys_platform} {t.machine}"}
-
-
 def node_lines(ws: Workspace, coll: collect.Collection) -> list[str]:
     folders = {n.name: n.path for n in ws.nodes}
     out = []
@@ -190,7 +186,7 @@ def build_lock(
         rel = relative(r.source.path, folders.get(r.source.node, ws.root))
         requests.setdefault(r.name, []).append(Request(r.source.node, rel, r.source.line, r.text))
     pins = tuple(Pin(x.name, x.spec, tuple(requests.get(x.name, ())), x.parents) for x in resolved)
-    meta = {"comfylock": __version__, "uv": resolve.uv_version(), "fingerprint": fp, **target_meta(target)}
+    meta = {"comfylock": __version__, "uv": resolve.uv_version(), "fingerprint": fp, **target.meta()}
     if python_version:
         meta["target-python-version"] = python_version
     if python_platform:

@@ -10,15 +10,20 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import _compile, collect, export, history, inspect, lock, policy, resolve, sync
+# Compile's modules (collect, policy, the fingerprint, conflict explanation, duplicate imports) are
+# imported inside the functions that use them: a no-op `sync` at every ComfyUI start needs none.
+from . import export, history, lock, resolve, sync
 from ._exceptions import InputError, UvError
-from ._fingerprint import fingerprint
 from ._fs import atomic_write
 from .config import Config, load_config
 from .lock import Change, Lock
 from .resolve import IndexOptions
 from .workspace import Workspace, open_workspace, probe_target
+
+if TYPE_CHECKING:
+    from . import collect, inspect, policy
 
 USER_REQUIREMENTS = "requirements.txt"
 USER_POLICY = "pip-policy.user.json"
@@ -78,6 +83,9 @@ def compile(  # noqa: A001 - the command's name
     python_platform: str | None = None,
 ) -> CompileResult:
     """Resolve core + nodes + user requirements at once and write the lock (unless nothing changed)."""
+    from . import _compile, collect, policy
+    from ._fingerprint import fingerprint
+
     ws, cfg = ctx.ws, ctx.config
     index = index or cfg.index or IndexOptions.from_env(os.environ)
     target = probe_target(ws.python)
@@ -157,6 +165,8 @@ def compile(  # noqa: A001 - the command's name
 
 def _duplicates(python: Path, new: Lock) -> tuple[inspect.Duplicate, ...]:
     """Distributions in the lock that install the same import (the resolver cannot see these)."""
+    from . import inspect
+
     dirs = [*inspect.site_dirs(python), *inspect.cache_dirs(resolve.cache_dir())]
     return tuple(inspect.duplicate_imports(new, inspect.read_dist_infos(dirs, {p.name for p in new.pins})))
 
@@ -203,7 +213,7 @@ def sync_env(
         resolve.freeze(ctx.ws.python),
         index.lines(),
         trigger=trigger or f"sync {path.name}",
-        target=_compile.target_meta(target),
+        target=target.meta(),
     )
     try:
         sync.apply(p, ctx.ws.python, index, offline=offline)
@@ -247,6 +257,8 @@ class CheckReport:
 
 def check_report(ctx: Context) -> CheckReport:
     """check(), plus whether the lock is stale and what `uv pip check` finds broken."""
+    from . import _compile, collect, inspect
+
     ws, cfg = ctx.ws, ctx.config
     target = probe_target(ws.python)
     the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))

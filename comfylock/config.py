@@ -20,7 +20,6 @@ from typing import Any
 
 from ._exceptions import InputError
 from .collect import INDEX_OPTIONS, NodeSettings
-from .policy import DEFAULT_TORCH_INDEX
 from .resolve import IndexOptions
 
 if sys.version_info >= (3, 11):
@@ -29,6 +28,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl"
 CONFIG_NAME = "config.toml"
 
 

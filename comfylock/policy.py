@@ -34,6 +34,7 @@ from ._policy_merge import BASE_ORIGIN, BASE_POLICY, POLICY_NODE, Policy, confli
 from ._policy_run import KINDS, Action, PolicyOutcome, Run, SoftPin
 from ._policy_schema import check_file, check_path, read_file
 from .collect import Req
+from .config import DEFAULT_TORCH_INDEX  # noqa: F401 - part of this module's API
 
 __all__ = [
     "BASE_ORIGIN",
@@ -52,8 +53,6 @@ __all__ = [
     "check_policy_text",
     "load_policy",
 ]
-
-DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl"
 
 
 def check_policy_text(text: str, path: str) -> list[Problem]:

@@ -195,6 +195,13 @@ class Target:
     installed: Mapping[str, str]  # canonical name -> version, from importlib.metadata in the target
     has_gpu: bool  # an installed +cuXXX/+rocm torch, or an NVIDIA driver on this machine
 
+    def meta(self) -> dict[str, str]:
+        """The target as a lock header records it."""
+        return {
+            "python": f"{self.version} {self.implementation}",
+            "platform": f"{self.sys_platform} {self.machine}",
+        }
+
     @property
     def os(self) -> str:
         """'linux', 'windows' or 'macos', the words pip-policy.json conditions use."""
@@ -205,20 +212,49 @@ class Target:
 # ASCII (json's default), so decoding stdout with comfylock's locale encoding is safe; it is the last
 # line so a noisy sitecustomize printing first cannot break parsing.
 _PROBE_SCRIPT = """\
-import importlib.metadata, json, platform, re, sys
+import json, os, re, sys
+# Installed distributions from their *.dist-info / *.egg-info folder names, first on sys.path winning
+# as it does for import. Not importlib.metadata: importing it and parsing every METADATA file costs
+# more than the whole rest of a no-op compile. Only a folder name without a version is opened.
 installed = {}
-for dist in importlib.metadata.distributions():
-    meta = dist.metadata  # .get, not [ ]: newer Pythons warn (later raise) on a missing field
-    name, version = meta.get("Name"), meta.get("Version")
-    if name and version:
-        # First on sys.path wins, as it does for import and importlib.metadata.version().
-        installed.setdefault(re.sub(r"[-_.]+", "-", name).lower(), version)
+for folder in sys.path:
+    try:
+        entries = sorted(os.listdir(folder or "."))
+    except OSError:
+        continue
+    for entry in entries:
+        stem, dot, kind = entry.rpartition(".")
+        if kind not in ("dist-info", "egg-info"):
+            continue
+        name, _, rest = stem.partition("-")
+        version = rest.split("-")[0]
+        if not version:
+            fields = {}
+            for meta in ("METADATA", "PKG-INFO"):
+                try:
+                    with open(os.path.join(folder, entry, meta), encoding="utf-8", errors="replace") as f:
+                        for line in f:
+                            if not line.strip():
+                                break
+                            key, _, value = line.partition(":")
+                            fields.setdefault(key.strip(), value.strip())
+                    break
+                except OSError:
+                    continue
+            name, version = fields.get("Name", ""), fields.get("Version", "")
+        if name and version:
+            installed.setdefault(re.sub(r"[-_.]+", "-", name).lower(), version)
+if sys.platform == "win32":
+    import platform
+    machine = platform.machine()
+else:
+    machine = os.uname().machine
 print()
 print(json.dumps({
-    "version": platform.python_version(),
+    "version": "%d.%d.%d" % sys.version_info[:3],
     "implementation": sys.implementation.name,
     "sys_platform": sys.platform,
-    "machine": platform.machine(),
+    "machine": machine,
     "installed": installed,
 }))
 """

@@ -411,14 +411,17 @@ def test_parse_rejects_wrong_shape(facts: dict[str, object]) -> None:
 def test_probe_script_canonical_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Run the probe script in-process over a fake site dir: names normalised, nameless dists skipped.
+    # Run the probe script in-process over a fake site dir: names normalised, nameless dists skipped,
+    # metadata read only where the folder name has no version.
     site = tmp_path / "site"
     touch(site / "Foo_Bar.Baz-1.0.dist-info" / "METADATA").write_text("Name: Foo_Bar.Baz\nVersion: 1.0\n")
-    touch(site / "nameless-2.0.dist-info" / "METADATA").write_text("Version: 2.0\n")
+    touch(site / "nameless.dist-info" / "METADATA").write_text("Version: 2.0\n")
+    touch(site / "Read_Me.egg-info" / "PKG-INFO").write_text("Name: Read_Me\nVersion: 3.0\n\nbody\n")
+    touch(site / "old_pkg-0.9-py3.11.egg-info" / "PKG-INFO").write_text("")
     monkeypatch.setattr(sys, "path", [str(site)])
     exec(workspace._PROBE_SCRIPT, {})
     installed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["installed"]
-    assert installed == {"foo-bar-baz": "1.0"}
+    assert installed == {"foo-bar-baz": "1.0", "read-me": "3.0", "old-pkg": "0.9"}
 
 
 @pytest.mark.parametrize(
