@@ -7,9 +7,12 @@ need no network; only `diff env` runs the target interpreter once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .cli import _display
 
 
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -43,23 +46,16 @@ def _lock_path(args: argparse.Namespace) -> Path:
     return context(args).lock_path
 
 
-def _display(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def _why(args: argparse.Namespace, out: Any) -> int:
     from . import inspect
-    from .lock import read_lock
+    from .lock import pin_versions, read_lock
 
     path = _lock_path(args)
     lock = read_lock(path)
     w = inspect.why(lock, args.package)
-    versions = {p.name: p.version or p.spec for p in lock.pins}
+    versions = pin_versions(lock)
     chains = [
-        {**_request(c.request), "path": [{"name": n, "version": versions.get(n)} for n in c.path]}
+        {**dataclasses.asdict(c.request), "path": [{"name": n, "version": versions.get(n)} for n in c.path]}
         for c in w.chains
     ]
     out.json(
@@ -96,32 +92,13 @@ def _why(args: argparse.Namespace, out: Any) -> int:
     return 0
 
 
-def _request(r: Any) -> dict[str, Any]:
-    return {"node": r.node, "file": r.file, "line": r.line, "text": r.text}
-
-
 def _nodes(args: argparse.Namespace, out: Any) -> int:
     from . import inspect
     from .lock import read_lock
 
     path = _lock_path(args)
     infos = inspect.nodes(read_lock(path))
-    out.json(
-        "nodes",
-        {
-            "nodes": [
-                {
-                    "name": n.name,
-                    "source": n.source,
-                    "commit": n.commit,
-                    "requirements": n.requirements,
-                    "direct": list(n.direct),
-                    "only": list(n.only),
-                }
-                for n in infos
-            ]
-        },
-    )
+    out.json("nodes", {"nodes": [dataclasses.asdict(n) for n in infos]})
     width = max((len(n.name) for n in infos), default=0)
     for n in infos:
         src = n.source or "-"
@@ -174,21 +151,19 @@ def changes_json(causes: Sequence[Any]) -> list[dict[str, Any]]:
     ]
 
 
-_MARKS = {"added": "+", "removed": "-", "upgraded": "^", "downgraded": "v", "changed": "~"}
+MARKS = {"added": "+", "removed": "-", "upgraded": "^", "downgraded": "v", "changed": "~"}
 
 
 def print_changes(out: Any, causes: Sequence[Any], label: str) -> None:
-    """A diff with the nodes behind each change (also what `compile` prints against the previous lock)."""
+    """A diff (inspect.Caused records) with the nodes behind each change."""
     from .lock import summarize
 
     out(f"{label}: {summarize(c.change for c in causes)}")
     for c in causes:
         ch = c.change
-        what = f"{ch.name} {ch.new}" if ch.kind == "added" else f"{ch.name} {ch.old}"
-        if ch.kind not in ("added", "removed"):
-            what = f"{ch.name} {ch.old} -> {ch.new}"
+        what = ch.new if ch.kind == "added" else ch.old if ch.kind == "removed" else f"{ch.old} -> {ch.new}"
         who = f"  [{', '.join(c.nodes)}]" if c.nodes else ""
-        out(f"  {_MARKS[ch.kind]} {what}{who}" + (f"  {c.reason}" if c.reason else ""))
+        out(f"  {MARKS[ch.kind]} {ch.name} {what}{who}" + (f"  {c.reason}" if c.reason else ""))
 
 
 def report_lines(
@@ -196,13 +171,15 @@ def report_lines(
 ) -> list[str]:
     """Lines for what `compile` and `check` add to their output: duplicate imports (inspect.Duplicate),
     a stale lock (inspect.Stale) and broken requirements in the environment (inspect.Broken)."""
+    from .explain import POLICY_FILE
+
     out = []
     for d in duplicates:
         asked = "; ".join(f"{k} by {', '.join(v)}" if v else k for k, v in d.asked_by.items())
         out.append(
             f"{d.severity}: {', '.join(d.dists)} all install `import {d.module}`: {d.reason} ({asked})"
         )
-        out.append(f"  settle it in user/comfylock/pip-policy.user.json (keeps {d.keep}): {d.policy}")
+        out.append(f"  settle it in {POLICY_FILE} (keeps {d.keep}): {d.policy}")
     for s in stale:
         out.append(f"warning: the lock is stale: {s.node}: {s.detail} (run `comfylock compile`)")
     for b in broken:

@@ -8,10 +8,11 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from comfylock import collect, explain, resolve
+from comfylock import _compile, collect, explain, resolve
 from comfylock._exceptions import ResolutionError, UvError
 from comfylock.workspace import open_workspace
 
@@ -157,17 +158,17 @@ def test_with_attribution_keeps_the_error_and_adds_the_report():
 # --- real uv on hermetic trees -------------------------------------------------------------------
 
 
+def split(reqs: Sequence[collect.Req]) -> tuple[dict[str, list[str]], list[str]]:
+    """The input groups (node -> lines) and the constraint lines, as compile hands them to uv (compile
+    reads only the outcome's requirements for this)."""
+    return _compile.inputs(SimpleNamespace(requirements=reqs))  # type: ignore[arg-type]
+
+
 def attribute_tree(root: Path, venv: Path, index: Path, **kw: object) -> explain.Attribution:
     ws = open_workspace(root, venv)
     user = ws.user_dir / "requirements.txt"
     coll = collect.collect(ws, user_requirements=user if user.exists() else None)
-    groups: dict[str, list[str]] = {}
-    constraints: list[str] = []
-    for r in coll.requirements():
-        if r.constraint:
-            constraints.append(str(r.requirement))
-        else:
-            groups.setdefault(r.source.node, []).append(str(r.requirement))
+    groups, constraints = split(coll.requirements())
     request = resolve.ResolveRequest(
         inputs=groups,
         python=ws.python,
@@ -354,11 +355,7 @@ def test_corpus_numpy2_node_next_to_impact_pack(tmp_path, venv, capsys, pypi_env
     (root / "custom_nodes" / "Needs-Numpy2" / "requirements.txt").write_text("numpy>=2\n")
     ws = open_workspace(root, venv)
     coll = collect.collect(ws, keep_going=True)
-    groups: dict[str, list[str]] = {}
-    for r in coll.requirements():
-        if not r.constraint:
-            groups.setdefault(r.source.node, []).append(str(r.requirement))
-    request = resolve.ResolveRequest(inputs=groups, python=ws.python)
+    request = resolve.ResolveRequest(inputs=split(coll.requirements())[0], python=ws.python)
     t0 = time.monotonic()
     try:
         resolve.compile(request)
@@ -388,7 +385,7 @@ def test_corpus_numpy2_node_next_to_impact_pack(tmp_path, venv, capsys, pypi_env
     assert skip and skip[0].verified and all(f"--skip-node {n}" in skip[0].text for n in low)
 
 
-# --- through the command line (needs the api/cli wiring from the issue-4 report) ---------------------
+# --- through the command line ----------------------------------------------------------------------
 
 
 def test_cli_compile_conflict_prints_the_attribution(comfy, venv, index, capsys):
@@ -412,8 +409,6 @@ def test_cli_compile_conflict_prints_the_attribution(comfy, venv, index, capsys)
     ]
     assert main(args) == 1
     err = capsys.readouterr().err
-    if "cannot hold together" not in err:
-        pytest.xfail("compile's failure path does not call explain yet (wiring in the issue-4 report)")
     assert "involved: New, Old" in err and "cannot hold together: New, Old" in err
     assert "Old: requirements.txt:1: numpy<2" in err and "New: requirements.txt:1: numpy>=2" in err
     assert "comfylock compile --skip-node Old  (checked: resolves)" in err

@@ -1,0 +1,36 @@
+"""Names as the readers of a lock and of uv's messages compare them: canonical package names, the names a
+line of free text mentions, and a requirement file as a `requested by` line records it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def canon(name: str) -> str:
+    return str(canonicalize_name(name))
+
+
+def req_name(text: str) -> str | None:
+    """The canonical name of a requirement line; None when it is not one."""
+    try:
+        return canon(Requirement(text).name)
+    except InvalidRequirement:
+        return None
+
+
+def words(text: str) -> set[str]:
+    """Every word of `text` that could be a package name, canonical (a policy line, uv's message)."""
+    return {canon(w) for w in _WORD.findall(text)}
+
+
+def node_file(path: Path, folder: Path | None) -> str:
+    """`path` relative to its node's folder, with forward slashes; its bare name when outside it."""
+    if folder is not None and path.is_relative_to(folder):
+        return path.relative_to(folder).as_posix()
+    return path.name
