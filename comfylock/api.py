@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 # imported inside the functions that use them: a no-op `sync` at every ComfyUI start needs none.
 from . import export, history, lock, resolve, sync
 from ._exceptions import InputError, UvError
+from ._filelock import locked
 from ._fs import atomic_write
+from ._redact import restore
 from .config import Config, load_config
 from .lock import Change, Lock
 from .resolve import IndexOptions
@@ -65,6 +67,7 @@ class CompileResult:
     duplicates: tuple[inspect.Duplicate, ...] = ()  # distributions installing the same import
 
 
+@locked
 def compile(  # noqa: A001 - the command's name
     ctx: Context,
     *,
@@ -183,6 +186,7 @@ class SyncResult:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
+@locked
 def sync_env(
     ctx: Context,
     *,
@@ -198,34 +202,54 @@ def sync_env(
     path = lock_file or ctx.lock_path
     target = probe_target(ctx.ws.python)
     the_lock = export.read_any(path, export.marker_environment(target))
+    lock.require_intact(the_lock, path)
     warnings = [] if the_lock.intact else [f"{path.name} was edited since comfylock wrote it"]
     mismatch = export.check_target(the_lock, target)
     if mismatch and not force:
         raise InputError(mismatch, path=path, hint="compile for this machine, or pass --force to sync anyway")
     if mismatch:
         warnings.append(f"{mismatch}; synced anyway (--force)")
-    p = sync.plan(the_lock, target.installed)
+    unfinished = history.pending(ctx.ws.user_dir)
+    if not dry_run and unfinished and sync.remove_torn(target.site_dirs, unfinished.packages):
+        target = probe_target(ctx.ws.python)  # what is left once a killed install's debris is gone
+    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
     if dry_run or p.is_noop:
         return SyncResult(p, path, None, dry_run, tuple(warnings))
     index = IndexOptions.from_lines(the_lock.options) if the_lock.options else ctx.config.index
+    # A lock holds index URLs without credentials; the user's own settings give them back.
+    known = [*ctx.config.index.args(), *IndexOptions.from_env(os.environ).args()]
+    index = IndexOptions(
+        index.index_url and restore(index.index_url, known),
+        tuple(restore(u, known) for u in index.extra_index_urls),
+        index.find_links,
+        index.no_index,
+    )
+    frozen = resolve.freeze(ctx.ws.python)
     entry = history.record(
         ctx.ws.user_dir,
-        resolve.freeze(ctx.ws.python),
+        frozen,
         index.lines(),
         trigger=trigger or f"sync {path.name}",
         target=target.meta(),
     )
+    history.begin(ctx.ws.user_dir, entry.id, [c.name for c in p.changes] + list(p.reinstall))
     try:
         sync.apply(p, ctx.ws.python, index, offline=offline)
     except UvError as e:
+        if resolve.freeze(ctx.ws.python) == frozen:  # uv stopped before changing anything
+            history.end(ctx.ws.user_dir, restore=unfinished)
         raise UvError(
             e.message,
             hint=f"the environment before this sync is history entry {entry.id}; "
             f"`comfylock rollback --to {entry.id}` restores it",
         ) from None
+    if unfinished:  # uv's uninstall of a half-written package can leave its .dist-info behind
+        sync.remove_torn(target.site_dirs, unfinished.packages)
+    history.end(ctx.ws.user_dir)
     return SyncResult(p, path, entry, False, tuple(warnings))
 
 
+@locked
 def rollback(ctx: Context, *, to: int | None = None, dry_run: bool = False) -> SyncResult:
     """Sync a history entry (default: the state before the last sync). Offline first: uv's cache
     holds what was installed before, so a rollback needs no network unless the cache was cleaned."""
@@ -245,7 +269,12 @@ def list_history(ctx: Context) -> list[history.Entry]:
 def check(ctx: Context) -> sync.SyncPlan:
     """What differs between the target environment and the lock (an empty plan: they match)."""
     target = probe_target(ctx.ws.python)
-    return sync.plan(export.read_any(ctx.lock_path, export.marker_environment(target)), target.installed)
+    unfinished = history.pending(ctx.ws.user_dir)
+    return sync.plan(
+        export.read_any(ctx.lock_path, export.marker_environment(target)),
+        target.installed,
+        unfinished=unfinished.packages if unfinished else (),
+    )
 
 
 @dataclass(frozen=True)
@@ -275,12 +304,15 @@ def check_report(ctx: Context) -> CheckReport:
     except InputError as e:
         stale = [inspect.Stale("?", "requirements", f"cannot read the requirements now: {e}")]
     broken = inspect.parse_pip_check(resolve.pip_check(ws.python))
-    return CheckReport(sync.plan(the_lock, target.installed), tuple(stale), tuple(broken))
+    unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
+    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
+    return CheckReport(p, tuple(stale), tuple(broken))
 
 
 # --- the user's own requirements -----------------------------------------------------------------
 
 
+@locked
 def add(ctx: Context, specs: Sequence[str]) -> list[str]:
     """Add requirements to the user's own list (replacing an earlier line for the same package)."""
     from packaging.requirements import InvalidRequirement, Requirement
@@ -299,6 +331,7 @@ def add(ctx: Context, specs: Sequence[str]) -> list[str]:
     return lines
 
 
+@locked
 def remove(ctx: Context, names: Sequence[str]) -> list[str]:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name

@@ -105,16 +105,22 @@ class Out:
         if self.as_json:
             import json
 
-            print(json.dumps({"schema": f"comfylock.{command}/1", **data}, indent=2, sort_keys=True))
+            from ._redact import redact_text
+
+            text = json.dumps({"schema": f"comfylock.{command}/1", **data}, indent=2, sort_keys=True)
+            print(redact_text(text))
 
     def __call__(self, text: str = "", *, detail: bool = False) -> None:
         if not self.quiet and (self.verbose or not detail):
-            print(text)
+            from ._redact import redact_text
+
+            print(redact_text(text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ._exceptions import ComfylockError, ResolutionError
+    from ._redact import redact_text
 
     try:
         return _run(args, Out(args.quiet, args.verbose, getattr(args, "json", False)))
@@ -122,16 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         _json_error(args, e)
-        print(f"comfylock: error: {e}", file=sys.stderr)
+        print(f"comfylock: error: {redact_text(str(e))}", file=sys.stderr)
         for line in getattr(e, "involved", []):
-            print(f"  {line}", file=sys.stderr)
-        print(e.explanation, file=sys.stderr)
+            print(f"  {redact_text(line)}", file=sys.stderr)
+        print(redact_text(e.explanation), file=sys.stderr)
         return e.exit_code
     except ComfylockError as e:
         if args.debug:
             raise
         _json_error(args, e)
-        print(f"comfylock: error: {e}", file=sys.stderr)
+        print(f"comfylock: error: {redact_text(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("comfylock: interrupted", file=sys.stderr)
@@ -330,6 +336,14 @@ def _check(args: argparse.Namespace, out: Out) -> int:
         "downgraded": "other version",
         "changed": "other version",
     }
+    from . import history
+
+    unfinished = history.pending(ctx.ws.user_dir)
+    if unfinished is not None:
+        out(
+            f"a sync did not finish ({len(unfinished.packages)} packages may be half-installed): "
+            f"`comfylock sync` completes it, `comfylock rollback --to {unfinished.entry}` undoes it"
+        )
     out(f"environment differs from {_display(ctx.lock_path)} in {len(p.changes)} packages:")
     for c in p.changes:
         out(f"  {words[c.kind]}: {c.name} (installed {c.old or '-'}, lock {c.new or '-'})")

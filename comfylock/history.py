@@ -7,14 +7,16 @@ before a sync changed it. Rolling back is syncing an entry: the same code path a
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from ._exceptions import InputError
+from ._exceptions import InputError, LockFileError
+from ._fs import atomic_write
 from .lock import Lock, Pin, read_lock, write_lock
 
 
@@ -26,6 +28,7 @@ class Entry:
     packages: int
     path: Path
     skipped: tuple[str, ...] = ()  # freeze lines a lock cannot hold (editable installs)
+    damaged: str | None = None  # why the entry cannot be read (edited by hand, disk damage)
 
 
 def _dir(user_dir: Path) -> Path:
@@ -68,23 +71,32 @@ def record(
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     meta = {**target, "history-time": now, "history-trigger": trigger}
     lock, skipped = snapshot(freeze_lines, options, meta)
-    existing = entries(user_dir)
-    number = existing[-1].id + 1 if existing else 1
+    # Numbered from file names alone: one damaged entry must not stop every later sync.
+    ids = _ids(user_dir)
+    number = ids[-1][0] + 1 if ids else 1
     path = _dir(user_dir) / f"{number:04d}.lock"
     write_lock(path, lock)
     return Entry(number, now, trigger, len(lock.pins), path, tuple(skipped))
 
 
-def entries(user_dir: Path) -> list[Entry]:
-    """History entries, oldest first."""
-    out = []
+def _ids(user_dir: Path) -> list[tuple[int, Path]]:
     d = _dir(user_dir)
     if not d.is_dir():
         return []
-    for path in sorted(d.glob("[0-9][0-9][0-9][0-9]*.lock")):
-        if not path.stem.isdigit():
+    # Temp files of an interrupted write start with '.', so the pattern never sees them.
+    found = [(int(p.stem), p) for p in d.glob("[0-9][0-9][0-9][0-9]*.lock") if p.stem.isdigit()]
+    return sorted(found)
+
+
+def entries(user_dir: Path) -> list[Entry]:
+    """History entries, oldest first. A damaged one is listed with the reason, not skipped."""
+    out = []
+    for number, path in _ids(user_dir):
+        try:
+            lock = read_lock(path)
+        except LockFileError as e:
+            out.append(Entry(number, "?", "?", 0, path, damaged=e.message))
             continue
-        lock = read_lock(path)
         out.append(
             Entry(
                 int(path.stem),
@@ -106,13 +118,72 @@ def get(user_dir: Path, entry_id: int | None) -> Entry:
             path=_dir(user_dir),
             hint="history is recorded by `comfylock sync` before it changes anything",
         )
-    if entry_id is None:
-        return all_entries[-1]
-    for e in all_entries:
-        if e.id == entry_id:
-            return e
+    chosen = all_entries[-1] if entry_id is None else next((e for e in all_entries if e.id == entry_id), None)
+    if chosen is not None:
+        if chosen.damaged:
+            older = [e.id for e in all_entries if e.id < chosen.id and not e.damaged]
+            try:
+                read_lock(chosen.path)
+                line = None
+            except LockFileError as e:
+                line = e.line
+            raise InputError(
+                f"history entry {chosen.id} cannot be read: {chosen.damaged}",
+                path=chosen.path,
+                line=line,
+                hint=f"roll back to an older one with --to {older[-1]}" if older else None,
+            )
+        return chosen
     raise InputError(
         f"no history entry {entry_id}",
         path=_dir(user_dir),
         hint=f"`comfylock history` lists entries {all_entries[0].id}..{all_entries[-1].id}",
     )
+
+
+# --- a sync under way ----------------------------------------------------------------------------
+# uv killed while it removes a package can leave its .dist-info behind with the files gone: uv then
+# sees the package as installed and a plain sync or rollback would not repair it. So the packages a
+# sync is about to change are written down first and reinstalled by whichever sync runs next.
+
+_PENDING = "pending.json"
+
+
+@dataclass(frozen=True)
+class Pending:
+    entry: int  # the history entry of the state before the first unfinished sync
+    packages: tuple[str, ...]  # canonical names that sync was changing
+
+
+def begin(user_dir: Path, entry: int, packages: Iterable[str]) -> Pending:
+    """Mark a sync as under way (before uv runs); merges with a marker an earlier sync left."""
+    earlier = pending(user_dir)
+    names = set(packages) | set(earlier.packages if earlier else ())
+    mark = Pending(earlier.entry if earlier else entry, tuple(sorted(names)))
+    end(user_dir, restore=mark)
+    return mark
+
+
+def end(user_dir: Path, *, restore: Pending | None = None) -> None:
+    """The sync finished (or failed before uv changed anything): drop the marker, or put back the
+    one an earlier unfinished sync left (`restore`: what `pending()` said before `begin()`)."""
+    path = _dir(user_dir) / _PENDING
+    if restore is None:
+        path.unlink(missing_ok=True)
+    else:
+        atomic_write(path, json.dumps({"entry": restore.entry, "packages": restore.packages}) + "\n")
+
+
+def pending(user_dir: Path) -> Pending | None:
+    """The unfinished sync a kill or failure left behind, if any."""
+    path = _dir(user_dir) / _PENDING
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Pending(int(data["entry"]), tuple(str(n) for n in data["packages"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        # Written atomically, so only a hand edit gets here: a sync is owed; the newest entry is the
+        # best guess of the state before it.
+        ids = _ids(user_dir)
+        return Pending(ids[-1][0] if ids else 0, ())

@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from ._exceptions import LockFileError
 from ._fs import atomic_write
+from ._redact import strip_text
 
 FORMAT_VERSION = "1"
 _PREAMBLE = (
@@ -28,7 +29,7 @@ _PREAMBLE = (
 # Header keys that may repeat, in the order they are written.
 _LIST_KEYS = ("node", "policy", "warning")
 _OPTIONS = ("--index-url", "--extra-index-url", "--find-links", "--no-index")
-_REQUESTED = re.compile(r"^requested by (?P<node>.+?) \((?P<file>[^()]*):(?P<line>\d+)\): (?P<text>.*)$")
+_REQUESTED = re.compile(r"^requested by (?P<node>.+?) \((?P<file>[^()]*):(?P<line>\d+)\): ?(?P<text>.*)$")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Lock:
     meta: Mapping[str, str] = field(default_factory=dict)  # single-valued header keys
     lists: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # repeated header keys
     intact: bool = True  # the body hashes to the header's body-sha256
+    sha_line: int | None = None  # where the header's body-sha256 is (a damaged lock's error names it)
 
     def by_name(self) -> dict[str, Pin]:
         return {p.name: p for p in self.pins}
@@ -70,7 +72,8 @@ class Lock:
 
 def _clean(text: str) -> str:
     # Node text ends up in comments: a newline or other control character must not start a new line.
-    return "".join(c if c.isprintable() else "?" for c in text)
+    # Credentials in URLs never reach a file (the lock is meant to be committed and shared).
+    return strip_text("".join(c if c.isprintable() else "?" for c in text))
 
 
 def format_body(pins: Iterable[Pin], options: Iterable[str]) -> str:
@@ -87,8 +90,12 @@ def format_body(pins: Iterable[Pin], options: Iterable[str]) -> str:
 
 
 def format_lock(lock: Lock) -> str:
-    """The lock file's text. body-sha256 is computed here, so a caller cannot get it wrong."""
-    body = format_body(lock.pins, lock.options)
+    """The lock file's text. body-sha256 is computed here, so a caller cannot get it wrong.
+
+    URL credentials are dropped (`https://user:token@host` -> `https://host`): sync gets them back from
+    the user's own settings (`_redact.restore`), netrc or uv's keyring support.
+    """
+    body = strip_text(format_body(lock.pins, lock.options))
     header = [*_PREAMBLE, "#", f"# comfylock-lock: {FORMAT_VERSION}"]
     for key in sorted(lock.meta):
         if key not in ("comfylock-lock", "body-sha256"):
@@ -114,26 +121,31 @@ def read_lock(path: Path) -> Lock:
         raise LockFileError(f"cannot read lock file: {e.strerror}", path=path) from None
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LockFileError("lock file is not UTF-8 text", path=path) from None
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise LockFileError("lock file is not UTF-8 text", path=path, line=line) from None
     return parse_lock(text, path)
 
 
 def parse_lock(text: str, path: Path | str = "<lock>") -> Lock:
     """Read a lock back. Also reads a plain `name==version` requirements file (no header)."""
     if "\x00" in text:
-        raise LockFileError("lock file contains binary data", path=path)
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise LockFileError("lock file contains binary data", path=path, line=line)
     lines = text.replace("\r\n", "\n").split("\n")
     meta: dict[str, str] = {}
     lists: dict[str, list[str]] = {k: [] for k in _LIST_KEYS}
+    where: dict[str, int] = {}
     i = 0
     while i < len(lines) and lines[i].startswith("#"):
-        key, sep, value = lines[i][1:].strip().partition(": ")
+        # lstrip only: an empty or space-ended value must read back as written
+        key, sep, value = lines[i][1:].lstrip().partition(": ")
         if sep and re.fullmatch(r"[a-z0-9-]+", key):
             if key in lists:
                 lists[key].append(value)
             else:
                 meta[key] = value
+                where[key] = i + 1
         i += 1
     body_start = i + 1 if i < len(lines) and lines[i] == "" else i
     body = "\n".join(lines[body_start:])
@@ -141,11 +153,16 @@ def parse_lock(text: str, path: Path | str = "<lock>") -> Lock:
         raise LockFileError(
             f"lock format {meta['comfylock-lock']!r} is not one this comfylock reads ({FORMAT_VERSION})",
             path=path,
-            line=1,
+            line=where["comfylock-lock"],
             hint="upgrade comfylock",
         )
     expected = meta.get("body-sha256")
-    intact = expected is None or hashlib.sha256(body.encode()).hexdigest() == expected
+    # A file that says it is comfylock's (its preamble or header keys, wherever they ended up) without a
+    # hash line in its header was cut short or reordered: what is left may lack packages, or all.
+    ours = "comfylock-lock" in meta or any(
+        ln == _PREAMBLE[0] or ln.startswith(("# comfylock-lock:", "# body-sha256:")) for ln in lines
+    )
+    intact = hashlib.sha256(body.encode()).hexdigest() == expected if expected is not None else not ours
     pins, options = _parse_body(lines, body_start, path)
     return Lock(
         pins=tuple(pins),
@@ -153,7 +170,41 @@ def parse_lock(text: str, path: Path | str = "<lock>") -> Lock:
         meta=meta,
         lists={k: tuple(v) for k, v in lists.items() if v},
         intact=intact,
+        sha_line=where.get("body-sha256", max(i, 1)),
     )
+
+
+_REBUILD = "run `comfylock compile` to rebuild it; pin a version yourself with `comfylock add NAME==VERSION`"
+
+
+def require_intact(lock: Lock, path: Path | str) -> None:
+    """Refuse, before sync acts on it, a lock that is not what comfylock wrote: its body no longer
+    matches body-sha256 (a pin edited, deleted or duplicated), it was cut short, or it holds nothing.
+
+    A deleted pin parses fine and would sync an environment missing a package, and an empty lock makes
+    sync remove everything; only the hash tells these from the real thing.
+    """
+    if not lock.intact and "body-sha256" in lock.meta:
+        raise LockFileError(
+            "the pins do not match the lock's body-sha256: edited by hand or damaged",
+            path=path,
+            line=lock.sha_line,
+            hint=_REBUILD,
+        )
+    if not lock.intact:
+        raise LockFileError(
+            "the lock has no body-sha256 line: cut short or damaged",
+            path=path,
+            line=lock.sha_line,
+            hint=_REBUILD,
+        )
+    if not lock.pins and not lock.meta and not lock.options:
+        raise LockFileError(
+            "the lock is empty: syncing it would remove every package",
+            path=path,
+            line=1,
+            hint="run `comfylock compile`; to really empty the environment, compile with no requirements",
+        )
 
 
 def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pin], list[str]]:
@@ -184,7 +235,14 @@ def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pi
             opt = line.split()[0].split("=")[0]
             if opt not in _OPTIONS:
                 raise LockFileError(
-                    f"unexpected option {opt!r} in a lock file",
+                    f"unexpected option {opt[:40]!r} in a lock file",
+                    path=path,
+                    line=n,
+                    hint="recompile with `comfylock compile`",
+                )
+            if opt != "--no-index" and len(line.replace("=", " ", 1).split()) != 2:
+                raise LockFileError(
+                    f"option {opt} needs exactly one value",
                     path=path,
                     line=n,
                     hint="recompile with `comfylock compile`",

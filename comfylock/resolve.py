@@ -274,7 +274,13 @@ def _names_in(message: str) -> set[str]:
 
 
 def sync(
-    lock_text: str, python: Path, index: IndexOptions, *, offline: bool = False, dry_run: bool = False
+    lock_text: str,
+    python: Path,
+    index: IndexOptions,
+    *,
+    offline: bool = False,
+    dry_run: bool = False,
+    reinstall: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """`uv pip sync` the target environment to exactly `lock_text` (a requirements file)."""
     with tempfile.TemporaryDirectory(prefix="comfylock-") as tmp:
@@ -286,6 +292,8 @@ def sync(
             args.append("--offline")
         if dry_run:
             args.append("--dry-run")
+        for name in reinstall:
+            args += ["--reinstall-package", name]
         proc = run_uv(args, check=False)
         if proc.returncode != 0:
             raise UvError(f"uv pip sync failed: {_last_error(proc.stderr)}")

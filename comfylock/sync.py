@@ -6,7 +6,10 @@ testable without an environment); `apply()` only acts, through uv.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import csv
+import os
+import shutil
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +31,13 @@ class SyncPlan:
     changes: tuple[Change, ...]  # installs, removals, up/downgrades; sorted by name
     kept: tuple[str, ...]  # protected packages not in the lock that stay installed
     sync_text: str  # the requirements text handed to uv: the lock's pins plus the kept packages
+    # Installed again even if uv thinks they are in place: uv trusts a .dist-info folder's name, which a
+    # killed sync can leave behind with the package's files half removed.
+    reinstall: tuple[str, ...] = ()
 
     @property
     def is_noop(self) -> bool:
-        return not self.changes
+        return not self.changes and not self.reinstall
 
 
 def _same(installed: str | None, pinned: str | None) -> bool:
@@ -43,8 +49,11 @@ def _same(installed: str | None, pinned: str | None) -> bool:
         return installed == pinned
 
 
-def plan(lock: Lock, installed: Mapping[str, str]) -> SyncPlan:
-    """What syncing `lock` into an environment holding `installed` ({canonical name: version}) does."""
+def plan(lock: Lock, installed: Mapping[str, str], *, unfinished: Iterable[str] = ()) -> SyncPlan:
+    """What syncing `lock` into an environment holding `installed` ({canonical name: version}) does.
+
+    `unfinished`: packages an interrupted sync was changing (history.pending); they are reinstalled.
+    """
     pins = lock.by_name()
     changes: list[Change] = []
     for name in sorted(set(pins) | set(installed)):
@@ -64,14 +73,69 @@ def plan(lock: Lock, installed: Mapping[str, str]) -> SyncPlan:
     kept = tuple(sorted(n for n in installed if n in PROTECTED and n not in pins))
     extra = [f"{n}=={installed[n]}" for n in kept]
     body = format_body(lock.pins, lock.options)
-    return SyncPlan(tuple(changes), kept, body + "".join(f"{line}\n" for line in extra))
+    redo = {c.name for c in changes if c.new is not None} | {n for n in unfinished if n in pins}
+    return SyncPlan(tuple(changes), kept, body + "".join(f"{line}\n" for line in extra), tuple(sorted(redo)))
 
 
 def apply(p: SyncPlan, python: Path, index: IndexOptions, *, offline: bool = False) -> None:
     """Carry out a plan with `uv pip sync`. A no-op plan runs nothing."""
     if p.is_noop:
         return
-    resolve.sync(p.sync_text, python, index, offline=offline)
+    resolve.sync(p.sync_text, python, index, offline=offline, reinstall=p.reinstall)
+
+
+def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> list[Path]:
+    """Clear what a killed uv left half-written of the packages it was changing (history.pending).
+
+    uv writes a package's RECORD last and in place, and deletes files before its .dist-info folder, so
+    a kill can leave a .dist-info without METADATA, INSTALLER or RECORD, or with a RECORD that is empty
+    or cut short. uv still counts such a folder as installed but cannot uninstall it (it fails on a bad
+    RECORD), so a plain sync or rollback would not repair it. Each one found in `site_dirs` (the target's
+    sys.path folders) for an `unfinished` package has the files its RECORD does list removed, inside the
+    environment only, and then goes itself; the sync that follows installs the package whole. Folders of
+    other packages are never touched.
+    """
+    wanted = {canonicalize_name(n) for n in unfinished}
+    removed: list[Path] = []
+    for folder in dict.fromkeys(Path(d) for d in site_dirs):
+        try:
+            infos = sorted(p for p in folder.iterdir() if p.name.endswith(".dist-info") and p.is_dir())
+        except OSError:
+            continue
+        for info in infos:
+            if canonicalize_name(info.name.partition("-")[0]) not in wanted:
+                continue
+            listed, complete = _record(info)
+            if complete and (info / "METADATA").is_file() and (info / "INSTALLER").is_file():
+                continue  # whole: uv uninstalls or reinstalls it itself
+            _remove_listed(info.parent, listed)
+            shutil.rmtree(info, ignore_errors=True)
+            removed.append(info)
+    return removed
+
+
+def _record(info: Path) -> tuple[list[str], bool]:
+    """The paths a RECORD lists, and whether it is whole (present, not empty, not cut short)."""
+    try:
+        text = (info / "RECORD").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return [], False
+    rows = [row for row in csv.reader(text.splitlines()) if row]
+    good = [row[0] for row in rows if len(row) == 3]
+    return good, bool(rows) and len(good) == len(rows) and text.endswith("\n")
+
+
+def _remove_listed(site: Path, paths: Iterable[str]) -> None:
+    # A RECORD comes from a wheel, so a path in it may try to climb out: only files inside the
+    # environment (the folder holding pyvenv.cfg, else the site folder itself) are removed.
+    env = next((p for p in site.parents if (p / "pyvenv.cfg").is_file()), site).resolve()
+    for rel in paths:
+        path = Path(os.path.normpath(site / rel))
+        try:
+            if path.parent.resolve().is_relative_to(env) and (path.is_symlink() or path.is_file()):
+                path.unlink()
+        except OSError:
+            pass
 
 
 def installed_from_freeze(lines: list[str]) -> dict[str, str]:

@@ -194,6 +194,7 @@ class Target:
     machine: str  # "x86_64", "AMD64", "arm64"
     installed: Mapping[str, str]  # canonical name -> version, from importlib.metadata in the target
     has_gpu: bool  # an installed +cuXXX/+rocm torch, or an NVIDIA driver on this machine
+    site_dirs: tuple[str, ...] = ()  # the target's sys.path folders (where a killed install leaves debris)
 
     def meta(self) -> dict[str, str]:
         """The target as a lock header records it."""
@@ -216,12 +217,13 @@ import json, os, re, sys
 # Installed distributions from their *.dist-info / *.egg-info folder names, first on sys.path winning
 # as it does for import. Not importlib.metadata: importing it and parsing every METADATA file costs
 # more than the whole rest of a no-op compile. Only a folder name without a version is opened.
-installed = {}
+installed, site_dirs = {}, []
 for folder in sys.path:
     try:
         entries = sorted(os.listdir(folder or "."))
     except OSError:
         continue
+    site_dirs.append(os.path.abspath(folder or "."))
     for entry in entries:
         stem, dot, kind = entry.rpartition(".")
         if kind not in ("dist-info", "egg-info"):
@@ -256,6 +258,7 @@ print(json.dumps({
     "sys_platform": sys.platform,
     "machine": machine,
     "installed": installed,
+    "site_dirs": site_dirs,
 }))
 """
 
@@ -300,6 +303,7 @@ def _parse_probe(python: Path, stdout: str) -> Target:
         machine=facts["machine"],
         installed=installed,
         has_gpu=gpu_available(installed.get("torch"), _nvidia_driver_present()),
+        site_dirs=tuple(d for d in facts.get("site_dirs", ()) if isinstance(d, str)),
     )
 
 
