@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -109,3 +110,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pypi_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """For PyPI tests: a cache shared by them (one download each), still private to this run."""
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "uv-cache-pypi"))
+
+
+def installed(venv: Path) -> dict[str, str]:
+    """{name: version} of the target environment, as uv lists it."""
+    out = subprocess.run(
+        [sys.executable, "-m", "uv", "pip", "list", "--format", "json", "--python", str(venv)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {d["name"]: d["version"] for d in json.loads(out)}
+
+
+def install(venv: Path, folder: Path, *specs: str) -> None:
+    """Install `specs` into the target from a --find-links folder only."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "uv",
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(venv),
+            "--no-index",
+            "--find-links",
+            str(folder),
+            *specs,
+        ],
+        check=True,
+    )

@@ -3,25 +3,11 @@ rollback -> list_history, hermetic (real uv, local wheels, private cache)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from conftest import installed
 
 from comfylock import api, history, lock, sync
 from comfylock.resolve import IndexOptions
-
-
-def installed(venv: Path) -> dict[str, str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "list", "--format", "json", "--python", str(venv)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {d["name"]: d["version"] for d in json.loads(out)}
 
 
 def test_whole_flow_through_the_api(comfy, venv, index):

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import installed
 from wheels import make_wheel
 
 from comfylock import api, sync
@@ -42,16 +43,6 @@ def compile_(root: Path, venv: Path, index: Path, *extra: str) -> None:
 
 def cli(root: Path, venv: Path, *args: str) -> int:
     return main([args[0], "--comfyui", str(root), "--python", str(venv), *args[1:]])
-
-
-def installed(venv: Path) -> dict[str, str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "list", "--format", "json", "--python", str(venv)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {d["name"]: d["version"] for d in json.loads(out)}
 
 
 def target(version: str = "3.11.7", sys_platform: str = "linux", machine: str = "x86_64") -> Target:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import install
 from wheels import make_wheel
 
 from comfylock import api
@@ -22,26 +23,6 @@ def compile_(root: Path, venv: Path, index: Path, **kw: object) -> api.CompileRe
     links = kw.pop("links", (str(index),))
     opts = api.IndexOptions(find_links=tuple(links), no_index=True)  # type: ignore[arg-type]
     return api.compile(ctx, index=opts, **kw)  # type: ignore[arg-type]
-
-
-def install(venv: Path, folder: Path, spec: str) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "uv",
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(venv),
-            "--no-index",
-            "--find-links",
-            str(folder),
-            spec,
-        ],
-        check=True,
-    )
 
 
 @pytest.fixture

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import install, installed
 from wheels import make_wheel
 
 from comfylock.cli import main
@@ -17,16 +15,6 @@ from comfylock.lock import read_lock
 def run(root: Path, venv: Path, index: Path, *args: str) -> int:
     extra = ["--no-index", "--find-links", str(index)] if args[0] == "compile" else []
     return main([args[0], "--comfyui", str(root), "--python", str(venv), *extra, *args[1:]])
-
-
-def installed(venv: Path) -> dict[str, str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "list", "--format", "json", "--python", str(venv)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {d["name"]: d["version"] for d in json.loads(out)}
 
 
 TREE = {
@@ -171,23 +159,7 @@ def test_user_requirements_add_remove(comfy, venv, index):
 
 def test_sync_keeps_protected_packages(comfy, venv, index):
     make_wheel(index.parent / "extra", "packaging", "24.0")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "uv",
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(venv),
-            "--no-index",
-            "--find-links",
-            str(index.parent / "extra"),
-            "packaging==24.0",
-        ],
-        check=True,
-    )
+    install(venv, index.parent / "extra", "packaging==24.0")
     root = comfy("tqdm\n")
     assert run(root, venv, index, "compile") == 0
     assert run(root, venv, index, "sync") == 0

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CORPUS
+from conftest import CORPUS, installed
 from wheels import make_wheel
 
 from comfylock import resolve
@@ -48,16 +48,6 @@ def uv_install(venv: Path, *args: str) -> None:
         *args,
     ]
     subprocess.run(cmd, check=True)
-
-
-def installed(venv: Path) -> dict[str, str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "list", "--format", "json", "--python", str(venv)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {d["name"]: d["version"] for d in json.loads(out)}
 
 
 def user_policy(root: Path, doc: Any) -> Path:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import install, installed
 
 from comfylock._exceptions import InputError
 from comfylock.cli import main
@@ -325,27 +324,9 @@ def run(root: Path, venv: Path, *args: str) -> int:
     return main([args[0], "--comfyui", str(root), "--python", str(venv), *args[1:]])
 
 
-def installed(venv: Path) -> dict[str, str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "list", "--format", "json", "--python", str(venv)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {d["name"]: d["version"] for d in json.loads(out)}
-
-
-def uv_install(venv: Path, index: Path, *specs: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "install", "--quiet", "--python", str(venv), "--no-index"]
-        + ["--find-links", str(index), *specs],
-        check=True,
-    )
-
-
 def test_import_snapshot_then_sync_restores_exactly_with_removals(comfy, venv, index, tmp_path, capsys):
     root = comfy("numpy\n")
-    uv_install(venv, index, "torch==2.6.0", "pillow==11.0.0", "numpy==2.1.0")
+    install(venv, index, "torch==2.6.0", "pillow==11.0.0", "numpy==2.1.0")
     snap = tmp_path / "2023-11-02_09-30-00_autosave.yaml"
     snap.write_text(
         "custom_nodes:\n  cnr_custom_nodes: {}\n  comfyui: null\n  file_custom_nodes: []\n"
