@@ -11,7 +11,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from . import __version__, collect, lock, policy, resolve
-from ._exceptions import LockFileError, ResolutionError
+from ._exceptions import ResolutionError
 from ._git import git_commit
 from .lock import Lock, Pin, Request
 from .resolve import IndexOptions
@@ -61,14 +61,6 @@ def add_node_option(index: IndexOptions, opt: collect.IndexOption) -> IndexOptio
             index.index_url, index.extra_index_urls, (*index.find_links, opt.value), index.no_index
         )
     return index
-
-
-def read_previous(path: Path) -> Lock | None:
-    # A damaged lock must not stop the compile that rebuilds it: it only loses its preferences.
-    try:
-        return lock.read_lock(path) if path.is_file() else None
-    except LockFileError:
-        return None
 
 
 def preferences_text(path: Path, previous: Lock | None) -> str | None:

@@ -13,8 +13,12 @@ from .resolve import IndexOptions
 from .workspace import Target
 
 
-def _policy_names(entries: Mapping[str, Any]) -> Iterator[str]:
+def policy_names(entries: Mapping[str, Any]) -> list[str]:
     """The packages whose installed version a policy reads: `installed` conditions and pins."""
+    return sorted(set(_policy_names(entries)))
+
+
+def _policy_names(entries: Mapping[str, Any]) -> Iterator[str]:
     from packaging.utils import canonicalize_name
 
     def walk(owner: str, value: Any) -> Iterator[str]:
@@ -42,6 +46,7 @@ def fingerprint(
     cfg: Config,
     python_version: str | None,
     python_platform: str | None,
+    comfyui_version: str | None = None,
 ) -> str:
     h = hashlib.sha256()
     files = []
@@ -52,7 +57,7 @@ def fingerprint(
             except OSError:
                 digest = "missing"
             files.append((inp.node, inp.chosen, str(f), digest))
-    names = sorted(set(_policy_names(pol.entries)))
+    names = policy_names(pol.entries)
     state = {
         "comfylock": __version__,
         "uv": resolve.uv_version(),
@@ -72,6 +77,7 @@ def fingerprint(
         "installed": {n: target.installed.get(n) for n in names},
         "index": index.args(),
         "torch_index": cfg.torch_index,
+        "comfyui_version": comfyui_version,  # policy conditions may read it
         "settings": sorted((k, v.source, sorted(v.allow_options)) for k, v in cfg.nodes.items()),
     }
     h.update(json.dumps(state, sort_keys=True, default=str).encode())

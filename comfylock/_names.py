@@ -6,18 +6,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SEPARATORS = re.compile(r"[-_.]+")
 
 
 def canon(name: str) -> str:
-    return str(canonicalize_name(name))
+    """PEP 503's normal form, as packaging's canonicalize_name gives it. Here, not imported from
+    packaging: the no-op sync path (every ComfyUI start) must not pay packaging's import cost."""
+    return _SEPARATORS.sub("-", name).lower()
 
 
 def req_name(text: str) -> str | None:
     """The canonical name of a requirement line; None when it is not one."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         return canon(Requirement(text).name)
     except InvalidRequirement:

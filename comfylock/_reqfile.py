@@ -28,6 +28,7 @@ else:
     import tomli as tomllib
 
 MAX_BYTES = 1 << 20  # no real requirements file comes near this; anything bigger is junk or an attack
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 MAX_DEPTH = 16  # include nesting; keeps a hostile chain of files from reaching Python's recursion limit
 
 _SHORT = {
@@ -84,19 +85,44 @@ def _resolve(path: Path) -> Path:
         raise InputError(f"cannot resolve path: {e}", path=path) from None
 
 
+def _real_child(parent_real: Path, path: Path) -> tuple[Path, bool]:
+    """path.resolve() when path's parent resolves to parent_real, and whether path itself is a link.
+
+    One lstat instead of realpath's one per component: a tree has hundreds of nodes and files.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return _resolve(path), True  # missing or unreadable: resolve() gives its answer or error
+    # A Windows junction is a reparse point but not S_ISLNK; it may point anywhere, like a symlink.
+    link = stat.S_ISLNK(st.st_mode) or bool(
+        getattr(st, "st_file_attributes", 0) & stat.FILE_ATTRIBUTE_REPARSE_POINT
+    )
+    return (_resolve(path) if link else parent_real / path.name), link
+
+
 def _read_text(path: Path) -> str:
     """Decode a small text file: UTF-8 (BOM or not) or UTF-16 with a BOM; anything else is refused."""
     try:
-        st = path.stat()  # before opening: a FIFO would block and a 50 MB file is not worth reading
+        # Non-blocking, then fstat: a FIFO must not hang us and a 50 MB file is not worth reading,
+        # and one lookup of the path (not a stat, then an open) matters with a thousand nodes.
+        fd = os.open(path, _OPEN_FLAGS)
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
             raise InputError("not a regular file", path=path)
-        if st.st_size > MAX_BYTES:
-            raise InputError(
-                f"file is {st.st_size} bytes; over 1 MiB is not a real requirements file", path=path
-            )
-        with path.open("rb") as f:
-            data = f.read(MAX_BYTES + 1)  # the file may have grown since stat
+        with os.fdopen(fd, "rb") as f:
+            if st.st_size > MAX_BYTES:
+                raise InputError(
+                    f"file is {st.st_size} bytes; over 1 MiB is not a real requirements file", path=path
+                )
+            # Sized reads: read(MAX_BYTES + 1) would allocate 1 MiB per file, most of the time spent.
+            data = f.read(st.st_size + 1)
+            if len(data) > st.st_size:  # it grew since fstat: read on, still bounded
+                data += f.read(MAX_BYTES + 1 - len(data))
     except OSError as e:
+        if os.path.isdir(path):  # Windows refuses to open a folder at all
+            raise InputError("not a regular file", path=path) from None
         raise InputError(f"cannot read file: {e.strerror or e}", path=path) from None
     if len(data) > MAX_BYTES:
         raise InputError("file is over 1 MiB; not a real requirements file", path=path)
@@ -118,7 +144,7 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     start, parts = 0, list[str]()
     for number, raw in enumerate(_LINE_BREAK.split(text), 1):
         # Comments go first so a comment ending in '\' does not swallow the next line.
-        line = _COMMENT.sub("", raw, count=1).rstrip()
+        line = (_COMMENT.sub("", raw, count=1) if "#" in raw else raw).rstrip()
         if line.endswith("\\"):
             if not parts:
                 start = number
@@ -178,10 +204,17 @@ def _option(token: str) -> tuple[str, str | None] | None:
 class _Parser:
     """Reads requirement files and pyproject dependencies of one node, accumulating the results."""
 
-    def __init__(self, node: str, folder: Path, allow: AbstractSet[str], keep_going: bool) -> None:
+    def __init__(
+        self,
+        node: str,
+        folder: Path,
+        allow: AbstractSet[str],
+        keep_going: bool,
+        folder_real: Path | None = None,
+    ) -> None:
         self.node, self.folder, self.keep_going = node, folder, keep_going
         self.allow = frozenset(_SHORT.get(o, o) for o in allow)
-        self.folder_real = _resolve(folder)
+        self.folder_real = folder_real or _resolve(folder)
         self.reqs: list[Req] = []
         self.options: list[IndexOption] = []
         self.files: list[Path] = []

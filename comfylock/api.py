@@ -6,23 +6,24 @@ calls them and prints what they return.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 # Compile's modules (collect, policy, the fingerprint, conflict explanation, duplicate imports) are
 # imported inside the functions that use them: a no-op `sync` at every ComfyUI start needs none.
-from . import export, history, lock, resolve, sync
-from ._exceptions import InputError, UvError
+from . import _quick, export, history, lock, resolve, sync
+from ._exceptions import InputError, LockFileError, UvError
 from ._filelock import locked
 from ._fs import atomic_write
 from ._redact import restore
 from .config import Config, load_config
 from .lock import Change, Lock
 from .resolve import IndexOptions
-from .workspace import Workspace, open_workspace, probe_target
+from .workspace import Workspace, open_workspace, probe_target, remember
 
 if TYPE_CHECKING:
     from . import collect, inspect, policy
@@ -57,7 +58,9 @@ class CompileResult:
     lock_path: Path
     lock: Lock
     changes: tuple[Change, ...]
-    collection: collect.Collection
+    # What was collected; a compile that found the lock up to date without collecting gives a function
+    # that collects when `collection` is first read.
+    collected: collect.Collection | Callable[[], collect.Collection]
     outcome: policy.PolicyOutcome | None
     up_to_date: bool = False  # nothing that decides the result changed: uv was not run
     written: bool = True
@@ -65,6 +68,15 @@ class CompileResult:
     offline_first: bool = False  # resolved from uv's cache without the network
     previous: Lock | None = None  # the lock before this compile
     duplicates: tuple[inspect.Duplicate, ...] = ()  # distributions installing the same import
+
+    @functools.cached_property
+    def collection(self) -> collect.Collection:
+        return self.collected() if callable(self.collected) else self.collected
+
+    @property
+    def nodes(self) -> int:
+        """How many custom nodes the lock was compiled from (core and the user not counted)."""
+        return max(len(self.lock.lists.get("node", ())) - 1, 0)  # its node lines: core, then each node
 
 
 @locked
@@ -86,19 +98,33 @@ def compile(  # noqa: A001 - the command's name
     python_platform: str | None = None,
 ) -> CompileResult:
     """Resolve core + nodes + user requirements at once and write the lock (unless nothing changed)."""
-    from . import _compile, collect, policy
-    from ._fingerprint import fingerprint
-
     ws, cfg = ctx.ws, ctx.config
     index = index or cfg.index or IndexOptions.from_env(os.environ)
-    target = probe_target(ws.python)
-    coll = collect.collect(
-        ws,
-        settings=cfg.nodes,
-        skip_nodes=frozenset(skip_nodes) | cfg.skip,
-        keep_going=keep_going,
-        user_requirements=ws.user_dir / USER_REQUIREMENTS,
-    )
+    target = probe_target(ws.python, ws.probe_cache)
+    skip = frozenset(skip_nodes) | cfg.skip
+    args = {  # what the quick no-op check must see unchanged, besides the files
+        "skip": sorted(skip),
+        "keep_going": keep_going,
+        "policy_files": [str(Path(p).absolute()) for p in policy_files],
+        "default_policy": default_policy,
+        "index": index.args(),
+        "python_version": python_version,
+        "python_platform": python_platform,
+    }
+    forced = upgrade or bool(upgrade_packages) or refresh
+    previous = _previous(ctx.lock_path)
+    if previous is not None and previous.intact and not forced:
+        known = _quick.lookup(_quick.cache_path(ws), ctx.lock_path, ws, target, args)
+        if known is not None and known == previous.meta.get("fingerprint"):
+            if not dry_run:
+                remember(target)
+            again = functools.partial(_collect, ctx, skip, keep_going)
+            return CompileResult(ctx.lock_path, previous, (), again, None, up_to_date=True, written=False)
+
+    from . import _compile, policy
+    from ._fingerprint import fingerprint, policy_names
+
+    coll = _collect(ctx, skip, keep_going)
     pol = policy.load_policy(ws.user_dir / USER_POLICY, list(policy_files), base=default_policy)
     facts = policy.Facts(
         installed=target.installed,
@@ -109,10 +135,20 @@ def compile(  # noqa: A001 - the command's name
     for inp in coll.inputs:
         for opt in inp.index_options:
             index = _compile.add_node_option(index, opt)
-    fp = fingerprint(coll, pol, target, index, cfg, python_version, python_platform)
-    previous = _compile.read_previous(ctx.lock_path)
-    forced = upgrade or bool(upgrade_packages) or refresh
+    fp = fingerprint(coll, pol, target, index, cfg, python_version, python_platform, facts.comfyui_version)
+    # Taken now, not once uv is done: a file edited while uv resolves must not count as read.
+    read = [f for i in coll.inputs for f in i.files]
+    watched = _quick.watched(ws, read, policy_files, cfg.path)
+    names = policy_names(pol.entries)
+    quick = _quick.digest(ws, target, watched, names, args)
+
+    def done() -> None:
+        remember(target)
+        _quick.record(_quick.cache_path(ws), ctx.lock_path, fp, watched, names, quick)
+
     if previous is not None and previous.intact and previous.meta.get("fingerprint") == fp and not forced:
+        if not dry_run:
+            done()
         return CompileResult(ctx.lock_path, previous, (), coll, None, up_to_date=True, written=False)
 
     upgrade_set = frozenset({"*"} if upgrade else {_compile.resolve_name(p) for p in upgrade_packages})
@@ -152,6 +188,7 @@ def compile(  # noqa: A001 - the command's name
     changes = tuple(lock.diff(lock.pin_versions(previous) if previous else {}, lock.pin_versions(new)))
     if not dry_run:
         lock.write_lock(ctx.lock_path, new)
+        done()
     return CompileResult(
         ctx.lock_path,
         new,
@@ -164,6 +201,26 @@ def compile(  # noqa: A001 - the command's name
         previous=previous,
         duplicates=_duplicates(ws.python, new),
     )
+
+
+def _collect(ctx: Context, skip: frozenset[str], keep_going: bool) -> collect.Collection:
+    from . import collect
+
+    return collect.collect(
+        ctx.ws,
+        settings=ctx.config.nodes,
+        skip_nodes=skip,
+        keep_going=keep_going,
+        user_requirements=ctx.ws.user_dir / USER_REQUIREMENTS,
+    )
+
+
+def _previous(path: Path) -> Lock | None:
+    # A damaged lock must not stop the compile that rebuilds it: it only loses its preferences.
+    try:
+        return lock.read_lock(path) if path.is_file() else None
+    except LockFileError:
+        return None
 
 
 def _duplicates(python: Path, new: Lock) -> tuple[inspect.Duplicate, ...]:
@@ -200,7 +257,7 @@ def sync_env(
     pylock); record the state before in the history first. A lock made for another Python or platform
     is refused unless `force`."""
     path = lock_file or ctx.lock_path
-    target = probe_target(ctx.ws.python)
+    target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
     the_lock = export.read_any(path, export.marker_environment(target))
     lock.require_intact(the_lock, path)
     warnings = [] if the_lock.intact else [f"{path.name} was edited since comfylock wrote it"]
@@ -214,6 +271,8 @@ def sync_env(
         target = probe_target(ctx.ws.python)  # what is left once a killed install's debris is gone
     p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
     if dry_run or p.is_noop:
+        if not dry_run:
+            remember(target)
         return SyncResult(p, path, None, dry_run, tuple(warnings))
     index = IndexOptions.from_lines(the_lock.options) if the_lock.options else ctx.config.index
     # A lock holds index URLs without credentials; the user's own settings give them back.
@@ -268,7 +327,7 @@ def list_history(ctx: Context) -> list[history.Entry]:
 
 def check(ctx: Context) -> sync.SyncPlan:
     """What differs between the target environment and the lock (an empty plan: they match)."""
-    target = probe_target(ctx.ws.python)
+    target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
     unfinished = history.pending(ctx.ws.user_dir)
     return sync.plan(
         export.read_any(ctx.lock_path, export.marker_environment(target)),
@@ -289,7 +348,7 @@ def check_report(ctx: Context) -> CheckReport:
     from . import _compile, collect, inspect
 
     ws, cfg = ctx.ws, ctx.config
-    target = probe_target(ws.python)
+    target = probe_target(ws.python, ws.probe_cache)
     the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))
     try:
         coll = collect.collect(

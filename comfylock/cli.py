@@ -34,7 +34,9 @@ def _index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true", help="use only uv's cache")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `command` one of the core commands, only what parsing it needs
+    (the other areas' modules are not imported: sync runs at every ComfyUI start)."""
     parser = argparse.ArgumentParser(
         prog="comfylock",
         description="One lock file for a ComfyUI install's Python packages: compile, sync, roll back.",
@@ -83,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+", metavar="NAME")
     for name, handler in _COMMANDS.items():
         sub.choices[name].set_defaults(handler=handler)
+    if command in _COMMANDS:
+        return parser
     import importlib
 
     # Commands of other areas register themselves; each module keeps its imports lazy.
@@ -118,7 +122,8 @@ class Out:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(next((w for w in words if not w.startswith("-")), None)).parse_args(argv)
     from ._exceptions import ComfylockError, ResolutionError
     from ._redact import redact_text
 
@@ -200,14 +205,15 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
         python_version=args.python_version,
         python_platform=args.python_platform,
     )
-    out.json("compile", _report.compile_report(r))
+    if out.as_json:  # the report reads r.collection, which an up-to-date compile collects only now
+        out.json("compile", _report.compile_report(r))
+    name = _display(r.lock_path)
+    if r.up_to_date:  # without reading r.collection: the quick no-op check collects nothing
+        out(f"{name} is up to date ({r.nodes} nodes, {len(r.lock.pins)} packages; nothing changed)")
+        return 0
     inputs = r.collection.inputs
     nreq = sum(len(i.requirements) for i in inputs)
     nodes = [i for i in inputs if i.node not in ("core", "user")]
-    name = _display(r.lock_path)
-    if r.up_to_date:
-        out(f"{name} is up to date ({len(nodes)} nodes, {len(r.lock.pins)} packages; nothing changed)")
-        return 0
     verb = "would write" if not r.written else "wrote"
     out(f"{verb} {name}: {len(nodes)} nodes, {nreq} requirements -> {len(r.lock.pins)} packages")
     for i in inputs:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Collection as AbstractSet
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,21 +12,11 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
 from ._exceptions import InputError
+from .config import INDEX_OPTIONS, NodeSettings
 from .workspace import Node, Workspace
-
-if sys.version_info >= (3, 11):
-    pass
-else:
-    pass
 
 CORE = "core"  # the node name given to ComfyUI's own requirements
 USER = "user"  # the node name given to the user's own requirements (comfylock add)
-
-# Options a file may carry that change where EVERY package comes from; a node may only use them when
-# the user allows that node by name (NodeSettings.allow_options).
-INDEX_OPTIONS = frozenset(
-    {"--index-url", "--extra-index-url", "--find-links", "--trusted-host", "--pre", "--no-index"}
-)
 
 
 @dataclass(frozen=True)
@@ -72,14 +61,6 @@ class BadLine:
 
 
 @dataclass(frozen=True)
-class NodeSettings:
-    """Per-node settings from comfylock's config."""
-
-    source: str | None = None  # file to read instead of the default choice, or "none"
-    allow_options: frozenset[str] = frozenset()  # INDEX_OPTIONS this node may use
-
-
-@dataclass(frozen=True)
 class NodeInput:
     """What one node (or core, or the user) asks for."""
 
@@ -105,18 +86,26 @@ class Collection:
 from ._reqfile import (  # noqa: E402
     _VARIANT,
     _Parser,
+    _real_child,
     _resolve,
     _skip_hint,
     parse_pyproject,
     parse_requirements_file,
 )
 
-__all__ = ["parse_pyproject", "parse_requirements_file"]
+__all__ = ["INDEX_OPTIONS", "NodeSettings", "parse_pyproject", "parse_requirements_file"]
 
 
-def _check_inside(path: Path, root_real: Path, node: str) -> Path:
-    real = _resolve(path)
-    if not real.is_relative_to(root_real):
+def _check_inside(path: Path, root_real: Path, node: str, parent_real: Path | None = None) -> Path:
+    """The real path of `path`, refused when a link takes it out of the ComfyUI folder.
+
+    With parent_real (path's folder, resolved and already checked) only a link needs the full check.
+    """
+    if parent_real is None:
+        real, link = _resolve(path), True
+    else:
+        real, link = _real_child(parent_real, path)
+    if link and not real.is_relative_to(root_real):
         raise InputError(
             f"{node}: {path.name} is a symlink pointing outside the ComfyUI folder",
             path=path,
@@ -149,7 +138,7 @@ def _default(parser: _Parser, root_real: Path) -> tuple[str | None, str]:
     folder, node = parser.folder, parser.node
     has_pyproject = os.path.lexists(folder / "pyproject.toml")
     if os.path.lexists(folder / "requirements.txt"):  # what ComfyUI-Manager installs
-        real = _check_inside(folder / "requirements.txt", root_real, node)
+        real = _check_inside(folder / "requirements.txt", root_real, node, parser.folder_real)
         parser.read_file(folder / "requirements.txt", real=real)
         return "requirements.txt", "requirements.txt (wins over pyproject.toml)" if has_pyproject else (
             "requirements.txt"
@@ -160,7 +149,7 @@ def _default(parser: _Parser, root_real: Path) -> tuple[str | None, str]:
         variants = []
     note = f"; {', '.join(variants)} not read (choose one with source in config)" if variants else ""
     if has_pyproject:
-        _check_inside(folder / "pyproject.toml", root_real, node)
+        _check_inside(folder / "pyproject.toml", root_real, node, parser.folder_real)
         has_deps, why = parser.read_pyproject(folder / "pyproject.toml")
         return "pyproject.toml", f"pyproject.toml {why}{note}"
     return None, f"no requirements file{note}"
@@ -184,8 +173,11 @@ def _core(root: Path, root_real: Path, settings: NodeSettings, keep_going: bool)
     return parser.result(root, chosen, why)
 
 
-def _node(node: Node, root_real: Path, settings: NodeSettings, keep_going: bool) -> NodeInput:
-    parser = _Parser(node.name, node.path, settings.allow_options, keep_going)
+def _node(
+    node: Node, root_real: Path, parent_real: Path, settings: NodeSettings, keep_going: bool
+) -> NodeInput:
+    folder_real, _ = _real_child(parent_real, node.path)
+    parser = _Parser(node.name, node.path, settings.allow_options, keep_going, folder_real)
     if not parser.folder_real.is_relative_to(root_real):
         raise InputError(
             f"{node.name}: node folder is a symlink pointing outside the ComfyUI folder",
@@ -228,13 +220,18 @@ def collect(
     """
     settings = settings or {}
     root_real = _resolve(ws.root)
+    parents: dict[Path, Path] = {}  # custom_nodes/ resolved once, not once per node
     inputs: list[NodeInput] = []
     try:
         inputs.append(_core(ws.root, root_real, settings.get(CORE, NodeSettings()), keep_going))
         for node in ws.nodes:
             if node.name in skip_nodes or node.path.name in skip_nodes:
                 continue
-            inputs.append(_node(node, root_real, settings.get(node.name, NodeSettings()), keep_going))
+            parent = node.path.parent
+            if parent not in parents:
+                parents[parent] = _resolve(parent)
+            nset = settings.get(node.name, NodeSettings())
+            inputs.append(_node(node, root_real, parents[parent], nset, keep_going))
         if user_requirements is not None:
             inputs.append(_user(ws, user_requirements, settings.get(USER, NodeSettings()), keep_going))
     except InputError as e:

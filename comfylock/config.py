@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import InputError
-from .collect import INDEX_OPTIONS, NodeSettings
 from .resolve import IndexOptions
 
 if sys.version_info >= (3, 11):
@@ -29,7 +28,20 @@ else:  # pragma: no cover
 
 
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl"
+# Options a node's file may carry that change where EVERY package comes from; a node may only use them
+# when the user allows that node by name (NodeSettings.allow_options).
+INDEX_OPTIONS = frozenset(
+    {"--index-url", "--extra-index-url", "--find-links", "--trusted-host", "--pre", "--no-index"}
+)
 CONFIG_NAME = "config.toml"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Per-node settings: [nodes."NAME"] in config.toml."""
+
+    source: str | None = None  # file to read instead of the default choice, or "none"
+    allow_options: frozenset[str] = frozenset()  # INDEX_OPTIONS this node may use
 
 
 @dataclass(frozen=True)

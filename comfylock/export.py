@@ -18,13 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from packaging.markers import InvalidMarker, Marker
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from . import resolve
 from ._exceptions import InputError, LockFileError, UvError
 from ._fs import atomic_write
+from ._names import canon
 from ._redact import strip_text
 from .lock import FORMAT_VERSION, Lock, Pin, Request, format_body, read_lock
 from .resolve import IndexOptions
@@ -167,7 +164,7 @@ def export_pylock(
 
 
 def _check_packages(text: str, the_lock: Lock, out: Path) -> None:
-    names = {str(canonicalize_name(p.get("name", ""))) for p in tomllib.loads(text).get("packages", [])}
+    names = {canon(p.get("name", "")) for p in tomllib.loads(text).get("packages", [])}
     missing = sorted(set(the_lock.by_name()) - names)
     if missing:
         raise UvError(f"uv left {', '.join(missing[:5])} out of the pylock", path=out)
@@ -270,6 +267,8 @@ def _strings(value: Any, what: str, path: Path) -> dict[str, str]:
 def _marker_holds(marker: Any, environment: Mapping[str, str] | None, path: Path) -> bool:
     if marker is None:
         return True
+    from packaging.markers import InvalidMarker, Marker
+
     try:
         return Marker(str(marker)).evaluate(dict(environment) if environment else None)
     except InvalidMarker as e:
@@ -282,10 +281,12 @@ def _file_url(location: str, base: Path) -> str:
 
 
 def _pin(pkg: dict[str, Any], known: dict[str, Any], path: Path, i: int, links: list[str]) -> Pin:
+    from packaging.requirements import InvalidRequirement, Requirement
+
     name = pkg.get("name")
     if not isinstance(name, str) or not name:
         raise LockFileError(f"packages[{i}] has no name", path=path)
-    canon = str(canonicalize_name(name))
+    cname = canon(name)
     version = pkg.get("version")
     base = path.parent.absolute()
     spec: str | None = None
@@ -293,17 +294,17 @@ def _pin(pkg: dict[str, Any], known: dict[str, Any], path: Path, i: int, links: 
     if isinstance(vcs, dict):
         url = vcs.get("url") or _file_url(str(vcs.get("path", "")), base)
         rev = vcs.get("commit-id") or vcs.get("requested-revision")
-        spec = f"{canon} @ {vcs.get('type', 'git')}+{url}" + (f"@{rev}" if rev else "")
+        spec = f"{cname} @ {vcs.get('type', 'git')}+{url}" + (f"@{rev}" if rev else "")
     elif isinstance(archive, dict):
-        spec = f"{canon} @ " + (archive.get("url") or _file_url(str(archive.get("path", "")), base))
+        spec = f"{cname} @ " + (archive.get("url") or _file_url(str(archive.get("path", "")), base))
     elif isinstance(directory, dict):
         if directory.get("editable"):
             raise LockFileError(
-                f"{canon} is an editable directory install, which a lock cannot pin", path=path
+                f"{cname} is an editable directory install, which a lock cannot pin", path=path
             )
-        spec = f"{canon} @ {_file_url(str(directory.get('path', '')), base)}"
+        spec = f"{cname} @ {_file_url(str(directory.get('path', '')), base)}"
     elif isinstance(version, str) and version:
-        spec = f"{canon}=={version}"
+        spec = f"{cname}=={version}"
         for dist in [*pkg.get("wheels", []), pkg.get("sdist")]:
             url = dist.get("url", "") if isinstance(dist, dict) else ""
             if url.startswith("file:"):
@@ -313,17 +314,17 @@ def _pin(pkg: dict[str, Any], known: dict[str, Any], path: Path, i: int, links: 
             elif isinstance(dist, dict) and "path" in dist:
                 links.append(str((base / str(dist["path"])).parent))
     if spec is None:
-        raise LockFileError(f"{canon} has neither a version nor a source this comfylock can pin", path=path)
-    entry = known.get(canon)
+        raise LockFileError(f"{cname} has neither a version nor a source this comfylock can pin", path=path)
+    entry = known.get(cname)
     entry = entry if isinstance(entry, dict) else {}
-    spec = _original_spec(entry.get("spec"), spec, canon)
+    spec = _original_spec(entry.get("spec"), spec, cname)
     requests = tuple(_request(r) for r in entry.get("requested-by", []) if isinstance(r, dict))
     needed = tuple(str(n) for n in entry.get("needed-by", []) if isinstance(n, str))
     try:
         Requirement(spec)
     except InvalidRequirement as e:
         raise LockFileError(f"packages[{i}]: not a valid pin {spec[:80]!r}: {e}", path=path) from None
-    return Pin(canon, spec, requests, needed)
+    return Pin(cname, spec, requests, needed)
 
 
 def _request(r: dict[str, Any]) -> Request:
@@ -341,11 +342,13 @@ def _original_spec(original: Any, made: str, name: str) -> str:
     version wins, and the body hash then marks the lock as edited)."""
     if not isinstance(original, str):
         return made
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         old, new = Requirement(original), Requirement(made)
     except InvalidRequirement:
         return made
-    if canonicalize_name(old.name) != name or (old.url is None) != (new.url is None):
+    if canon(old.name) != name or (old.url is None) != (new.url is None):
         return made
     if old.url is not None:
         return original

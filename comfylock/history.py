@@ -12,11 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from ._exceptions import InputError, LockFileError
 from ._fs import atomic_write
+from ._names import canon
 from .lock import Lock, Pin, read_lock, write_lock
 
 
@@ -39,6 +37,8 @@ def snapshot(
     freeze_lines: Sequence[str], options: Sequence[str], meta: dict[str, str]
 ) -> tuple[Lock, list[str]]:
     """A lock of the environment as `uv pip freeze` shows it. Editable installs cannot be pinned."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     pins: dict[str, Pin] = {}
     skipped: list[str] = []
     for line in freeze_lines:
@@ -53,7 +53,7 @@ def snapshot(
         except InvalidRequirement:
             skipped.append(line)
             continue
-        name = str(canonicalize_name(req.name))
+        name = canon(req.name)
         pins[name] = Pin(name, line)
     lock = Lock(pins=tuple(sorted(pins.values(), key=lambda p: p.name)), options=tuple(options), meta=meta)
     return lock, skipped

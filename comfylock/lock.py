@@ -14,11 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from ._exceptions import LockFileError
 from ._fs import atomic_write
+from ._names import canon
 from ._redact import strip_text
 
 FORMAT_VERSION = "1"
@@ -29,6 +27,12 @@ _PREAMBLE = (
 # Header keys that may repeat, in the order they are written.
 _LIST_KEYS = ("node", "policy", "warning")
 _OPTIONS = ("--index-url", "--extra-index-url", "--find-links", "--no-index")
+# `name==version` with a version in PEP 440's normal form, as uv writes every registry pin: read without
+# packaging, whose import alone costs more than the rest of a no-op sync. Anything else takes the full parser.
+_SIMPLE_PIN = re.compile(
+    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)==(?P<version>(?:\d+!)?\d+(?:\.\d+)*"
+    r"(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?)"
+)
 _REQUESTED = re.compile(r"^requested by (?P<node>.+?) \((?P<file>[^()]*):(?P<line>\d+)\): ?(?P<text>.*)$")
 
 
@@ -52,6 +56,11 @@ class Pin:
     @property
     def version(self) -> str | None:
         """The pinned version, or None for a URL requirement."""
+        simple = _SIMPLE_PIN.fullmatch(self.spec)
+        if simple:
+            return simple["version"]
+        from packaging.requirements import Requirement
+
         req = Requirement(self.spec)
         spec = next(iter(req.specifier), None)
         return spec.version if spec is not None and spec.operator in ("==", "===") else None
@@ -251,24 +260,8 @@ def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pi
             continue
         close()
         spec = line.split(" #")[0].strip()
-        try:
-            req = Requirement(spec)
-        except InvalidRequirement as e:
-            raise LockFileError(
-                f"not a valid pin {spec[:80]!r}: {e}",
-                path=path,
-                line=n,
-                hint="recompile with `comfylock compile`",
-            ) from None
-        name = canonicalize_name(req.name)
-        exact = [s for s in req.specifier if s.operator in ("==", "===")]
-        if req.url is None and (len(req.specifier) != 1 or not exact or "*" in exact[0].version):
-            raise LockFileError(
-                f"{spec[:80]!r} is not pinned with ==",
-                path=path,
-                line=n,
-                hint="a lock pins every package exactly; recompile with `comfylock compile`",
-            )
+        simple = _SIMPLE_PIN.fullmatch(spec)
+        name = canon(simple["name"]) if simple else _check_pin(spec, path, n)
         if name in seen:
             raise LockFileError(
                 f"{name} is pinned twice (first on line {seen[name]})",
@@ -280,6 +273,30 @@ def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pi
         current = {"name": name, "spec": spec, "req": [], "need": []}
     close()
     return sorted(pins, key=lambda p: p.name), options
+
+
+def _check_pin(spec: str, path: Path | str, n: int) -> str:
+    """The canonical name of a pin that is not plain `name==version`: a URL, extras, a marker..."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        req = Requirement(spec)
+    except InvalidRequirement as e:
+        raise LockFileError(
+            f"not a valid pin {spec[:80]!r}: {e}",
+            path=path,
+            line=n,
+            hint="recompile with `comfylock compile`",
+        ) from None
+    exact = [s for s in req.specifier if s.operator in ("==", "===")]
+    if req.url is None and (len(req.specifier) != 1 or not exact or "*" in exact[0].version):
+        raise LockFileError(
+            f"{spec[:80]!r} is not pinned with ==",
+            path=path,
+            line=n,
+            hint="a lock pins every package exactly; recompile with `comfylock compile`",
+        )
+    return canon(req.name)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
-
 from . import resolve
+from ._names import canon
 from .lock import Change, Lock, format_body
 from .resolve import IndexOptions
 
@@ -41,8 +39,10 @@ class SyncPlan:
 
 
 def _same(installed: str | None, pinned: str | None) -> bool:
-    if installed is None or pinned is None:
+    if installed is None or pinned is None or installed == pinned:
         return installed == pinned
+    from packaging.version import InvalidVersion, Version  # only for 1.0 vs 1.0.0: rare
+
     try:
         return Version(installed) == Version(pinned)
     except InvalidVersion:
@@ -95,7 +95,7 @@ def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> l
     environment only, and then goes itself; the sync that follows installs the package whole. Folders of
     other packages are never touched.
     """
-    wanted = {canonicalize_name(n) for n in unfinished}
+    wanted = {canon(n) for n in unfinished}
     removed: list[Path] = []
     for folder in dict.fromkeys(Path(d) for d in site_dirs):
         try:
@@ -103,7 +103,7 @@ def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> l
         except OSError:
             continue
         for info in infos:
-            if canonicalize_name(info.name.partition("-")[0]) not in wanted:
+            if canon(info.name.partition("-")[0]) not in wanted:
                 continue
             listed, complete = _record(info)
             if complete and (info / "METADATA").is_file() and (info / "INSTALLER").is_file():
@@ -147,7 +147,7 @@ def installed_from_freeze(lines: list[str]) -> dict[str, str]:
             continue
         if "==" in line:
             name, _, version = line.partition("==")
-            out[str(canonicalize_name(name.strip()))] = version.strip()
+            out[canon(name.strip())] = version.strip()
         elif " @ " in line:
-            out[str(canonicalize_name(line.split(" @ ")[0]))] = line
+            out[canon(line.split(" @ ")[0])] = line
     return out

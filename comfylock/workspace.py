@@ -8,8 +8,9 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ._exceptions import WorkspaceError
 
@@ -32,6 +33,11 @@ class Workspace:
     def user_dir(self) -> Path:
         """comfylock's own folder inside ComfyUI's user folder: history, config, user requirements."""
         return self.root / "user" / "comfylock"
+
+    @property
+    def probe_cache(self) -> Path:
+        """Where the target interpreter's last answer is kept (disposable; see _probecache)."""
+        return self.user_dir / ".target-cache.json"
 
     @property
     def default_lock(self) -> Path:
@@ -195,6 +201,8 @@ class Target:
     installed: Mapping[str, str]  # canonical name -> version, from importlib.metadata in the target
     has_gpu: bool  # an installed +cuXXX/+rocm torch, or an NVIDIA driver on this machine
     site_dirs: tuple[str, ...] = ()  # the target's sys.path folders (where a killed install leaves debris)
+    # (cache file, key, answer) of an answer read now and not cached yet; see remember()
+    fresh: tuple[Path, dict[str, Any], str] | None = field(default=None, repr=False, compare=False)
 
     def meta(self) -> dict[str, str]:
         """The target as a lock header records it."""
@@ -307,8 +315,19 @@ def _parse_probe(python: Path, stdout: str) -> Target:
     )
 
 
-def probe_target(python: Path) -> Target:
-    """Run `python` once (argument list, no shell) and read its version, platform and installed packages."""
+def probe_target(python: Path, cache: Path | None = None) -> Target:
+    """Run `python` once (argument list, no shell) and read its version, platform and installed packages.
+
+    With `cache` (a JSON file), the last answer is reused while the interpreter, its pyvenv.cfg and
+    every folder on its sys.path are unchanged (see _probecache).
+    """
+    from . import _probecache
+
+    if cache is not None:
+        answer = _probecache.load(cache, python, _PROBE_SCRIPT)
+        if answer is not None:
+            return _parse_probe(python, answer)
+    started = _probecache.now_ns()
     try:
         # -I: ignore PYTHON* variables and the user site so we see what ComfyUI sees; the embedded
         # Windows build ignores PYTHONPATH anyway and accepts -I.
@@ -330,4 +349,20 @@ def probe_target(python: Path) -> Target:
             path=python,
             hint=_PROBE_HINT,
         )
-    return _parse_probe(python, done.stdout)
+    target = _parse_probe(python, done.stdout)
+    if cache is None:
+        return target
+    key = _probecache.key_after_probe(python, _PROBE_SCRIPT, list(target.site_dirs), started)
+    if key is None:
+        return target
+    # Stored by remember() once the command has succeeded: a refused input must write nothing.
+    return replace(target, fresh=(cache, key, done.stdout.strip().splitlines()[-1]))
+
+
+def remember(target: Target) -> None:
+    """Keep a freshly probed answer for the next run (probe_target with the same cache)."""
+    if target.fresh is not None:
+        from . import _probecache
+
+        cache, key, answer = target.fresh
+        _probecache.store(cache, target.python, key, answer)

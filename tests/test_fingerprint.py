@@ -142,6 +142,7 @@ def _uv(root, venv, index, tmp_path, monkeypatch):
 @change("comfylock version")
 def _comfylock(root, venv, index, tmp_path, monkeypatch):
     monkeypatch.setattr("comfylock._fingerprint.__version__", "9.9.9")
+    monkeypatch.setattr("comfylock._quick.__version__", "9.9.9")
     return {}
 
 
@@ -153,11 +154,46 @@ def _torch_index(root, venv, index, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(CHANGES))
-def test_fingerprint_changes_with_each_input(name, tree, venv, index, tmp_path, monkeypatch):
+@pytest.mark.parametrize("check", ["quick", "full"])
+def test_fingerprint_changes_with_each_input(check, name, tree, venv, index, tmp_path, monkeypatch):
+    """Both no-op checks see every change: the quick one (files' bytes, before parsing anything) and,
+    with its record gone, the lock's fingerprint of the parsed inputs."""
     kw = CHANGES[name](tree, venv, index, tmp_path, monkeypatch)
     python = kw.pop("_python", venv)
+    if check == "full":
+        (tree / "user" / "comfylock" / ".compile-cache.json").unlink()
     r = compile_(tree, python, index, dry_run=True, **kw)
     assert not r.up_to_date, name
+
+
+def test_quick_check_parses_nothing(tree, venv, index, monkeypatch):
+    """Nothing changed: the quick check answers without collecting, and collects only if asked."""
+    import comfylock.collect
+
+    calls = []
+    real = comfylock.collect.collect
+    monkeypatch.setattr(comfylock.collect, "collect", lambda *a, **k: calls.append(1) or real(*a, **k))
+    r = compile_(tree, venv, index)
+    assert r.up_to_date and r.nodes == 1 and not calls
+    assert [i.node for i in r.collection.inputs] == ["core", "A", "user"] and calls == [1]
+
+
+def test_quick_record_is_only_written_by_a_compile_that_succeeds(comfy, venv, index):
+    root = comfy("numpy\n", {"A": {"requirements.txt": "tqdm\n"}})
+    record = root / "user" / "comfylock" / ".compile-cache.json"
+    compile_(root, venv, index, dry_run=True)
+    assert not record.exists()
+    (root / "custom_nodes" / "A" / "requirements.txt").write_text("tqdm\nnot a requirement!\n")
+    with pytest.raises(api.InputError):
+        compile_(root, venv, index)
+    assert not record.exists() and not (root / "comfylock.lock").exists()
+
+
+def test_damaged_quick_record_falls_back_to_the_full_check(tree, venv, index):
+    record = tree / "user" / "comfylock" / ".compile-cache.json"
+    for junk in ("{not json", "[]", '{"x": 1}', "{}"):
+        record.write_text(junk)
+        assert compile_(tree, venv, index).up_to_date
 
 
 def test_fingerprint_ignores_what_does_not_decide(tree, venv, index, tmp_path):

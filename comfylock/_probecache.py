@@ -1,0 +1,84 @@
+"""What the target interpreter answered last time, reused while nothing it answered from has changed.
+
+Running the target costs 15-25 ms, as much as everything else in a no-op compile or sync. Its answer
+(version, platform, sys.path, installed distributions) depends only on the interpreter binary, the
+venv's pyvenv.cfg and the folders on its sys.path: installing, removing or upgrading a distribution,
+or adding a .pth file, adds or removes entries in one of those folders and so changes its mtime. A
+folder changed within the last seconds may change again within the clock's granularity without its
+mtime moving, so an answer read from such a folder is not stored (git's "racy clean" rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ._fs import WriteError, atomic_write
+
+_FORMAT = 1
+_RACY_NS = 2_000_000_000  # coarse file system clocks (FAT: 2 s) and kernel timestamp caching
+
+
+def _stamp(path: Path | str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size, st.st_ino]
+
+
+def _key(python: Path, script: str, site_dirs: list[str]) -> dict[str, Any]:
+    machine = os.uname().machine if hasattr(os, "uname") else os.environ.get("PROCESSOR_ARCHITECTURE", "")
+    return {
+        "format": _FORMAT,
+        "script": hashlib.sha256(script.encode()).hexdigest(),
+        "machine": machine,  # an arm64 Mac running us under Rosetta gets x86_64 answers
+        "python": _stamp(python),  # follows the venv's symlink to the real binary
+        "cfg": [_stamp(python.parent / "pyvenv.cfg"), _stamp(python.parent.parent / "pyvenv.cfg")],
+        "dirs": {d: _stamp(d) for d in site_dirs},
+    }
+
+
+def load(cache: Path, python: Path, script: str) -> str | None:
+    """The stored answer for `python` when every input it came from is unchanged, else None."""
+    try:
+        entry = json.loads(cache.read_text(encoding="utf-8")).get(str(python))
+        dirs = list(entry["key"]["dirs"])
+        if entry["key"] == _key(python, script, dirs):
+            return str(entry["answer"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass  # absent, damaged or from another comfylock: probe again
+    return None
+
+
+def key_after_probe(python: Path, script: str, site_dirs: list[str], started: int) -> dict[str, Any] | None:
+    """The key of an answer just read, taken at once; None when an input changed shortly before the
+    probe started (see above), so the answer must not be reused."""
+    key = _key(python, script, site_dirs)
+    stamps = [key["python"], *key["cfg"], *key["dirs"].values()]
+    if any(s is not None and s[0] > started - _RACY_NS for s in stamps):
+        return None
+    return key
+
+
+def store(cache: Path, python: Path, key: dict[str, Any], answer: str) -> None:
+    """Remember `answer` under `key` (from key_after_probe) for the next run."""
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    data[str(python)] = {"key": key, "answer": answer}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cache, json.dumps(data, sort_keys=True) + "\n")
+    except (OSError, WriteError):
+        pass  # a read-only install still works, only without the shortcut
+
+
+def now_ns() -> int:
+    return time.time_ns()
