@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import stat
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +37,8 @@ def atomic_write(path: Path, text: str) -> None:
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             # mkstemp makes 0600 files; a committed lock must stay as readable as it was.

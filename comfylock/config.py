@@ -16,16 +16,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ._exceptions import InputError
 from .resolve import IndexOptions
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl"
 # Options a node's file may carry that change where EVERY package comes from; a node may only use them
@@ -61,10 +56,20 @@ def _strings(value: Any, path: Path, key: str) -> tuple[str, ...]:
     raise InputError(f"{key} must be a string or a list of strings", path=path)
 
 
+def toml() -> ModuleType:
+    """tomllib (tomli before 3.11), imported when a TOML file is read, not by every command."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib
+
+
 def load_config(user_dir: Path) -> Config:
     path = user_dir / CONFIG_NAME
     if not path.is_file():
         return Config()
+    tomllib = toml()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +22,10 @@ from ._exceptions import InputError, LockFileError, UvError
 from ._fs import atomic_write
 from ._names import canon
 from ._redact import strip_text
+from .config import toml
 from .lock import FORMAT_VERSION, Lock, Pin, Request, format_body, read_lock
 from .resolve import IndexOptions
 from .workspace import Target
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 _EMPTY_PYLOCK = 'lock-version = "1.0"\ncreated-by = "comfylock"\npackages = []\n'
 FORMATS = ("pylock", "requirements", "manager-snapshot")
@@ -139,6 +134,7 @@ def export_pylock(
     """Write `out` (a PEP 751 pylock) for the lock's pins, for the lock's target (a cross-compiled
     lock's --python-version/--python-platform, else the `python` interpreter). uv's cache answers
     first; the index is asked only when the cache cannot."""
+    tomllib = toml()
     import tomli_w
 
     out = out.absolute()
@@ -164,6 +160,7 @@ def export_pylock(
 
 
 def _check_packages(text: str, the_lock: Lock, out: Path) -> None:
+    tomllib = toml()
     names = {canon(p.get("name", "")) for p in tomllib.loads(text).get("packages", [])}
     missing = sorted(set(the_lock.by_name()) - names)
     if missing:
@@ -202,6 +199,7 @@ def read_pylock(path: Path, environment: Mapping[str, str] | None = None) -> Loc
     `environment`, default this interpreter, are left out) and `[tool.comfylock]`, when present, gives
     back provenance, header keys and index options. Without it, local wheel folders become
     --find-links; everything else comes from the configured index at sync time."""
+    tomllib = toml()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -6,7 +6,6 @@ before a sync changed it. Rolling back is syncing an entry: the same code path a
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -68,6 +67,8 @@ def record(
     target: dict[str, str],
 ) -> Entry:
     """Write the state before a change as the next history entry (atomically)."""
+    import datetime as _dt
+
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     meta = {**target, "history-time": now, "history-trigger": trigger}
     lock, skipped = snapshot(freeze_lines, options, meta)

@@ -10,14 +10,17 @@ import functools
 import json
 import os
 import re
-import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._exceptions import ResolutionError, UvError
 from ._names import canon
+
+if TYPE_CHECKING:
+    import subprocess
+    import tempfile
 
 
 @functools.cache
@@ -49,6 +52,12 @@ def uv_version() -> str:
     return out[1] if len(out) > 1 else "unknown"
 
 
+def _tempdir() -> tempfile.TemporaryDirectory[str]:
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix="comfylock-")
+
+
 def run_uv(
     args: Sequence[str], *, cwd: Path | None = None, check: bool = True, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -56,6 +65,8 @@ def run_uv(
     full_env = dict(os.environ if env is None else env)
     # uv's own colours and progress bars would end up in the messages comfylock quotes.
     full_env.setdefault("NO_COLOR", "1")
+    import subprocess  # not at import: a no-op sync runs no uv at all
+
     try:
         proc = subprocess.run(
             cmd, cwd=cwd, capture_output=True, text=True, env=full_env, encoding="utf-8", errors="replace"
@@ -173,7 +184,7 @@ def compile(request: ResolveRequest) -> list[Resolved]:
     """Resolve every input group at once with one `uv pip compile`."""
     if not any(request.inputs.values()):
         return []  # uv refuses to run without inputs; nothing asked for is an empty lock
-    with tempfile.TemporaryDirectory(prefix="comfylock-") as tmp:
+    with _tempdir() as tmp:
         d = Path(tmp)
         # Files are named by position, not by node name: a hostile folder name never reaches uv.
         groups = {}
@@ -290,7 +301,7 @@ def sync(
     reinstall: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """`uv pip sync` the target environment to exactly `lock_text` (a requirements file)."""
-    with tempfile.TemporaryDirectory(prefix="comfylock-") as tmp:
+    with _tempdir() as tmp:
         f = Path(tmp) / "sync.txt"
         f.write_text(lock_text, encoding="utf-8")
         # Without --allow-empty-requirements uv leaves the environment alone for a lock with no pins.
@@ -316,7 +327,7 @@ def pylock(
     # uv writes paths relative to its output file, so it writes into the destination folder (under a
     # temporary pylock name of its own) rather than into a temp folder the result is later moved from.
     scratch = out.with_name(f"pylock.comfylock-tmp-{secrets.token_hex(6)}.toml")
-    with tempfile.TemporaryDirectory(prefix="comfylock-") as tmp:
+    with _tempdir() as tmp:
         req = Path(tmp) / "pins.txt"
         req.write_text(pins, encoding="utf-8")
         args = [

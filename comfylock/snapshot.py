@@ -267,7 +267,9 @@ def origin_url(folder: Path) -> str | None:
 
 def _cnr_info(folder: Path) -> tuple[str, str] | None:
     """(id, version) of a node installed from the Comfy Registry: `.tracking` plus pyproject.toml."""
-    from .config import tomllib
+    from .config import toml
+
+    tomllib = toml()
 
     try:
         if not (folder / ".tracking").is_file():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +108,8 @@ def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> l
             if complete and (info / "METADATA").is_file() and (info / "INSTALLER").is_file():
                 continue  # whole: uv uninstalls or reinstalls it itself
             _remove_listed(info.parent, listed)
+            import shutil
+
             shutil.rmtree(info, ignore_errors=True)
             removed.append(info)
     return removed

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -283,6 +281,8 @@ def gpu_available(torch_version: str | None, nvidia_driver: bool) -> bool:
 
 def _nvidia_driver_present() -> bool:
     # Checked in comfylock's own process: the driver belongs to the machine, not to the target venv.
+    import shutil
+
     return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
 
 
@@ -327,6 +327,8 @@ def probe_target(python: Path, cache: Path | None = None) -> Target:
         answer = _probecache.load(cache, python, _PROBE_SCRIPT)
         if answer is not None:
             return _parse_probe(python, answer)
+    import subprocess  # here: a cached answer needs no subprocess, and sync runs at every start
+
     started = _probecache.now_ns()
     try:
         # -I: ignore PYTHON* variables and the user site so we see what ComfyUI sees; the embedded

@@ -12,10 +12,14 @@ import pytest
 from conftest import installed
 from wheels import make_wheel
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
 from comfylock import api, sync
 from comfylock._exceptions import InputError, LockFileError
 from comfylock.cli import main
-from comfylock.config import tomllib
 from comfylock.export import (
     check_pylock_name,
     check_target,

@@ -13,7 +13,6 @@ import pytest
 from conftest import install
 from wheels import make_wheel
 
-from comfylock import workspace
 from comfylock.workspace import probe_target, remember
 
 
@@ -32,7 +31,7 @@ def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the target was run although its answer was cached")
 
-    monkeypatch.setattr(workspace.subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "run", refuse)
 
 
 def test_answer_is_reused_while_nothing_changed(venv, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -378,7 +379,7 @@ def test_probe_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     def hang(*args: object, **kwargs: object) -> None:
         raise subprocess.TimeoutExpired(cmd="python", timeout=60)
 
-    monkeypatch.setattr(workspace.subprocess, "run", hang)
+    monkeypatch.setattr(subprocess, "run", hang)
     with pytest.raises(WorkspaceError, match="did not answer"):
         probe_target(Path(sys.executable))
 
@@ -451,7 +452,7 @@ def test_probe_has_gpu_uses_driver_check(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_nvidia_driver_check_runs_here(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workspace.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi")
     assert workspace._nvidia_driver_present()
-    monkeypatch.setattr(workspace.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     assert workspace._nvidia_driver_present() is os.path.exists("/proc/driver/nvidia/version")
