@@ -1,6 +1,6 @@
 """`make bench-real`: ComfyUI core plus the corpus nodes (../shared/corpus/ComfyUI) against PyPI.
 
-Cases 1, 2, 3 and 4 on real requirements. The corpus is copied under .bench/real/ (comfylock writes its
+Cases 1 to 5 on real requirements. The corpus is copied under .bench/real/ (comfylock writes its
 lock and history next to ComfyUI, never into the shared corpus); the uv cache is .bench/real/uv-cache,
 so the user's own cache is never touched, and it is kept between runs (warm, as on a user's machine).
 An online uv resolution of this tree takes 10-20 s, so 3 timed runs are the default.
@@ -8,16 +8,20 @@ An online uv resolution of this tree takes 10-20 s, so 3 timed runs are the defa
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import stat
 import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from _common import (
     REPO,
+    BenchError,
     Row,
     clean_env,
     comfylock_script,
@@ -30,6 +34,9 @@ from _common import (
     uv_bin,
     venv_python,
 )
+
+if TYPE_CHECKING:
+    from comfylock.lock import Pin
 
 ADDED_NODE = "ComfyUI-GGUF"  # small, typical: one package of its own (gguf) plus shared ones
 
@@ -92,6 +99,8 @@ class Real:
             rows.append(self.add_node_case())
         if only is None or "4" in only:
             rows.append(self.sync_case())
+        if only is None or "5" in only:
+            rows.append(self.rollback_case())
         return rows
 
     def compile_cases(self) -> list[Row]:
@@ -189,6 +198,46 @@ class Real:
             "4", f"no-op sync ({n} packages)", times[0], "uv pip sync --offline, same lock", times[1], 3
         )
 
+    def rollback_case(self) -> Row:
+        """5: lock B moves 20 pure-Python packages of lock A to their previous release; after syncing B
+        once (online, so uv's cache holds both), time rolling back to A with the network off."""
+        self.log("real case 5: rollback of 20 packages, offline (B's wheels are downloaded once)")
+        from comfylock import history
+        from comfylock import lock as locks
+
+        lock_a, lock_b = self.root / "comfylock.lock", self.work / "b.lock"
+        run(self.cl("sync"), self.env)
+        a = locks.read_lock(lock_a)
+        moved = _previous_releases([p for p in a.pins if p.version], 20)
+        pins = {p.name: p for p in a.pins} | {p.name: p for p in moved}
+        locks.write_lock(
+            lock_b, locks.Lock(tuple(sorted(pins.values(), key=lambda p: p.name)), a.options, a.meta)
+        )
+        run(self.cl("sync", "--lock", lock_b), self.env)  # records A: the entry rolled back to
+        entry = history.entries(self.root / "user" / "comfylock")[-1].id
+        to_b = [self.uv, "pip", "sync", "--quiet", lock_b, "--python", self.py, "--offline"]
+
+        def ours() -> float:
+            run(to_b, self.env)
+            return timed(self.cl("rollback", "--to", str(entry)), self.env)
+
+        def ref() -> float:
+            run(to_b, self.env)
+            return timed(
+                [self.uv, "pip", "sync", "--quiet", lock_a, "--python", self.py, "--offline"], self.env
+            )
+
+        times = interleave([ours, ref], self.repeat, self.warmup)
+        run(self.cl("sync"), self.env)
+        return compare(
+            "5",
+            f"rollback of a lock differing in {len(moved)} packages, offline",
+            times[0],
+            "uv pip sync --offline",
+            times[1],
+            1.5,
+        )
+
     def describe(self) -> str:
         return (
             f"Tree: {_shown(self.corpus)} (core + {len(list((self.root / 'custom_nodes').iterdir()))} nodes; "
@@ -200,6 +249,40 @@ class Real:
             "minutes) and bare uv is quicker here than a user's warm run after a while (13-18 s): against "
             "that reference the ratios of cases 1 and 3 are about 3-4 times lower."
         )
+
+
+def _previous_releases(pins: list[Pin], count: int) -> list[Pin]:
+    """`count` pins moved to the release before theirs, for packages that ship pure-Python wheels
+    (installable on any machine), asked of PyPI's JSON API."""
+    from packaging.version import InvalidVersion, Version
+
+    from comfylock.lock import Pin as LockPin
+
+    moved: list[Pin] = []
+    for pin in pins:
+        if len(moved) == count:
+            break
+        try:
+            with urllib.request.urlopen(f"https://pypi.org/pypi/{pin.name}/json", timeout=20) as r:
+                releases = json.load(r)["releases"]
+            current = Version(pin.version or "")
+        except (OSError, ValueError, KeyError, InvalidVersion):
+            continue
+        older = []
+        for text, files in releases.items():
+            try:
+                v = Version(text)
+            except InvalidVersion:
+                continue
+            pure = any(f.get("filename", "").endswith("-none-any.whl") and not f.get("yanked") for f in files)
+            if v < current and not v.is_prerelease and pure:
+                older.append(v)
+        pure_now = any(f.get("filename", "").endswith("-none-any.whl") for f in releases.get(pin.version, []))
+        if older and pure_now:
+            moved.append(LockPin(pin.name, f"{pin.name}=={max(older)}", pin.requested_by, pin.needed_by))
+    if len(moved) < count:
+        raise BenchError(f"found only {len(moved)} pure-Python packages with an earlier release")
+    return moved
 
 
 def _shown(path: Path) -> str:

@@ -94,7 +94,7 @@ def scale_cases(h: Hermetic) -> list[Row]:
                 "linear growth would be " + f"{big / small:g}",
             )
         )
-        return rows
+    return rows
 
 
 def startup_case(h: Hermetic) -> Row:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from . import __version__, collect, policy, resolve
@@ -38,6 +39,13 @@ def _policy_names(entries: Mapping[str, Any]) -> Iterator[str]:
         yield from walk(name, sections)
 
 
+def _read_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
+
+
 def fingerprint(
     coll: collect.Collection,
     pol: policy.Policy,
@@ -51,12 +59,10 @@ def fingerprint(
     h = hashlib.sha256()
     files = []
     for inp in coll.inputs:
+        # The bytes collect parsed: hashing the files again could see a later edit.
+        parsed = dict(zip(inp.files, inp.digests, strict=False))
         for f in inp.files:
-            try:
-                digest = hashlib.sha256(f.read_bytes()).hexdigest()
-            except OSError:
-                digest = "missing"
-            files.append((inp.node, inp.chosen, str(f), digest))
+            files.append((inp.node, inp.chosen, str(f), parsed.get(f) or _read_digest(f)))
     names = policy_names(pol.entries)
     state = {
         "comfylock": __version__,
@@ -64,16 +70,7 @@ def fingerprint(
         "nodes": [(i.node, i.chosen, len(i.requirements)) for i in coll.inputs],
         "files": files,
         "policy": pol.digest(),
-        "target": [
-            str(target.python),
-            target.version,
-            target.implementation,
-            target.sys_platform,
-            target.machine,
-            target.has_gpu,
-            python_version,
-            python_platform,
-        ],
+        "target": [*target.identity(), python_version, python_platform],
         "installed": {n: target.installed.get(n) for n in names},
         "index": index.args(),
         "torch_index": cfg.torch_index,

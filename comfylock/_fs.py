@@ -1,14 +1,19 @@
-"""Atomic file writes: a crash leaves the old file or the new one, never a partial one."""
+"""Files: atomic writes (a crash leaves the old file or the new one, never a partial one), and careful
+reads of the small text files strangers' nodes hold (no FIFO, no huge file, UTF-8 or UTF-16 only)."""
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import stat
 import time
 from pathlib import Path
 
-from ._exceptions import ComfylockError
+from ._exceptions import ComfylockError, InputError
+
+MAX_BYTES = 1 << 20  # no real requirements file comes near this; anything bigger is junk or an attack
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 class WriteError(ComfylockError):
@@ -91,3 +96,73 @@ def _sync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def resolve_path(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as e:  # RuntimeError: symlink loop on Python < 3.13
+        raise InputError(f"cannot resolve path: {e}", path=path) from None
+
+
+def real_child(parent_real: Path, path: Path) -> tuple[Path, bool]:
+    """path.resolve() when path's parent resolves to parent_real, and whether path itself is a link.
+
+    One lstat instead of realpath's one per component: a tree has hundreds of nodes and files.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return resolve_path(path), True  # missing or unreadable: resolve() gives its answer or error
+    # A Windows junction is a reparse point but not S_ISLNK; it may point anywhere, like a symlink.
+    link = stat.S_ISLNK(st.st_mode) or bool(
+        getattr(st, "st_file_attributes", 0) & stat.FILE_ATTRIBUTE_REPARSE_POINT
+    )
+    return (resolve_path(path) if link else parent_real / path.name), link
+
+
+def read_text_file(path: Path) -> tuple[str, str]:
+    """Decode a small text file: UTF-8 (BOM or not) or UTF-16 with a BOM; anything else is refused.
+
+    Returns (text, sha256 of the bytes read): the fingerprints hash what was parsed, not a later read.
+    """
+    try:
+        # Non-blocking, then fstat: a FIFO must not hang us and a 50 MB file is not worth reading,
+        # and one lookup of the path (not a stat, then an open) matters with a thousand nodes.
+        fd = os.open(path, _OPEN_FLAGS)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError("not a regular file", path=path)
+            if st.st_size > MAX_BYTES:
+                raise InputError(
+                    f"file is {st.st_size} bytes; over 1 MiB is not a real requirements file", path=path
+                )
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                # Sized reads: read(MAX_BYTES + 1) would allocate 1 MiB per file, most of the time spent.
+                data = f.read(st.st_size + 1)
+                if len(data) > st.st_size:  # it grew since fstat: read on, still bounded
+                    data += f.read(MAX_BYTES + 1 - len(data))
+        finally:
+            os.close(fd)
+    except OSError as e:
+        try:
+            exists_irregular = not stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            exists_irregular = False
+        if exists_irregular:  # a folder on Windows, a socket or a device nobody may open
+            raise InputError("not a regular file", path=path) from None
+        raise InputError(f"cannot read file: {e.strerror or e}", path=path) from None
+    if len(data) > MAX_BYTES:
+        raise InputError("file is over 1 MiB; not a real requirements file", path=path)
+    codec = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as e:
+        kind = "UTF-16" if codec == "utf-16" else "UTF-8"
+        raise InputError(
+            f"not a text file: not {kind} (bad byte at offset {e.start})", path=path, hint="save it as UTF-8"
+        ) from None
+    if "\0" in text:
+        raise InputError("not a text file (it contains NUL bytes)", path=path)
+    return text, hashlib.sha256(data).hexdigest()

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._fs import WriteError, atomic_write
 
-_FORMAT = 1
+_FORMAT = 2
 _RACY_NS = 2_000_000_000  # coarse file system clocks (FAT: 2 s) and kernel timestamp caching
 
 
@@ -31,15 +31,42 @@ def _stamp(path: Path | str) -> list[int] | None:
     return [st.st_mtime_ns, st.st_size, st.st_ino]
 
 
-def _key(python: Path, script: str, site_dirs: list[str]) -> dict[str, Any]:
+def _watched(python: Path, facts: dict[str, Any]) -> list[str]:
+    """Every file and folder the answer came from: the interpreter (a venv's link followed; on
+    Windows its launcher and the base interpreter), pyvenv.cfg, each sys.path entry (a missing one
+    too: it may appear), .pth and ._pth files (edited in place, they move no folder's mtime) and the
+    metadata files the probe had to open."""
+    paths = [str(python), str(python.parent / "pyvenv.cfg"), str(python.parent.parent / "pyvenv.cfg")]
+    paths += [str(facts.get("base", "")), *facts.get("paths", ()), *facts.get("opened", ())]
+    for folder in {*facts.get("paths", ()), str(python.parent), str(Path(str(facts.get("base", ""))).parent)}:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for pth in (os.path.join(folder, n) for n in names if n.endswith((".pth", "._pth"))):
+            paths.append(pth)
+            paths += _pth_folders(pth)
+    return sorted(set(paths))
+
+
+def _pth_folders(pth: str) -> list[str]:
+    # site.py skips a listed folder that does not exist yet; once it does, sys.path changes.
+    try:
+        with open(pth, encoding="utf-8", errors="replace") as f:
+            lines = [ln.strip() for ln in f.read(1 << 16).splitlines()]
+    except OSError:
+        return []
+    base = os.path.dirname(pth)
+    return [os.path.join(base, ln) for ln in lines if ln and not ln.startswith(("#", "import ", "import\t"))]
+
+
+def _key(python: Path, script: str, facts: dict[str, Any]) -> dict[str, Any]:
     machine = os.uname().machine if hasattr(os, "uname") else os.environ.get("PROCESSOR_ARCHITECTURE", "")
     return {
         "format": _FORMAT,
         "script": hashlib.sha256(script.encode()).hexdigest(),
         "machine": machine,  # an arm64 Mac running us under Rosetta gets x86_64 answers
-        "python": _stamp(python),  # follows the venv's symlink to the real binary
-        "cfg": [_stamp(python.parent / "pyvenv.cfg"), _stamp(python.parent.parent / "pyvenv.cfg")],
-        "dirs": {d: _stamp(d) for d in site_dirs},
+        "stamps": {p: _stamp(p) for p in _watched(python, facts)},
     }
 
 
@@ -47,20 +74,19 @@ def load(cache: Path, python: Path, script: str) -> str | None:
     """The stored answer for `python` when every input it came from is unchanged, else None."""
     try:
         entry = json.loads(cache.read_text(encoding="utf-8")).get(str(python))
-        dirs = list(entry["key"]["dirs"])
-        if entry["key"] == _key(python, script, dirs):
-            return str(entry["answer"])
+        answer = str(entry["answer"])
+        if entry["key"] == _key(python, script, json.loads(answer)):
+            return answer
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass  # absent, damaged or from another comfylock: probe again
     return None
 
 
-def key_after_probe(python: Path, script: str, site_dirs: list[str], started: int) -> dict[str, Any] | None:
+def key_after_probe(python: Path, script: str, answer: str, started: int) -> dict[str, Any] | None:
     """The key of an answer just read, taken at once; None when an input changed shortly before the
     probe started (see above), so the answer must not be reused."""
-    key = _key(python, script, site_dirs)
-    stamps = [key["python"], *key["cfg"], *key["dirs"].values()]
-    if any(s is not None and s[0] > started - _RACY_NS for s in stamps):
+    key = _key(python, script, json.loads(answer))
+    if any(s is not None and s[0] > started - _RACY_NS for s in key["stamps"].values()):
         return None
     return key
 

@@ -22,7 +22,7 @@ from . import __version__, resolve
 from ._fs import WriteError, atomic_write
 from .workspace import Target, Workspace
 
-_FORMAT = 1
+_FORMAT = 2
 CACHE = ".compile-cache.json"
 BASE_POLICY = Path(__file__).with_name("pip-policy.json")
 
@@ -31,25 +31,58 @@ def cache_path(ws: Workspace) -> Path:
     return ws.user_dir / CACHE
 
 
+def arguments(
+    skip: Iterable[str],
+    keep_going: bool,
+    policy_files: Iterable[Path],
+    default_policy: bool,
+    index: list[str],
+    python_version: str | None,
+    python_platform: str | None,
+) -> dict[str, Any]:
+    """The compile's arguments that decide its result; the digest must see them unchanged."""
+    return {
+        "skip": sorted(skip),
+        "keep_going": keep_going,
+        "policy_files": [str(Path(p).absolute()) for p in policy_files],
+        "default_policy": default_policy,
+        "index": index,
+        "python_version": python_version,
+        "python_platform": python_platform,
+    }
+
+
 def _kind(path: Path | str) -> str:
     try:
-        mode = os.lstat(path).st_mode
+        st = os.lstat(path)
     except OSError:
         return "missing"
-    return "link" if stat.S_ISLNK(mode) else "dir" if stat.S_ISDIR(mode) else "file"
+    # A Windows junction is a reparse point but not S_ISLNK; it may be pointed elsewhere like a link.
+    if stat.S_ISLNK(st.st_mode) or getattr(st, "st_file_attributes", 0) & stat.FILE_ATTRIBUTE_REPARSE_POINT:
+        return "link"
+    return "dir" if stat.S_ISDIR(st.st_mode) else "file"
 
 
-def _content(path: str) -> tuple[str, str | None]:
+def _identity(path: Path | str) -> list[int] | None:
+    # What a path leads to: a link pointed at another file with the same bytes is still a change.
     try:
-        with open(path, "rb") as f:
-            return _kind(path), hashlib.sha256(f.read()).hexdigest()
+        st = os.stat(path)
     except OSError:
-        return _kind(path), None
+        return None
+    return [st.st_dev, st.st_ino]
 
 
-def watched(
-    ws: Workspace, read: Iterable[Path], policy_files: Iterable[Path], config: Path | None
-) -> list[str]:
+def _content(path: str, known: str | None) -> list[Any]:
+    if known is None:
+        try:
+            with open(path, "rb") as f:
+                known = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            pass
+    return [_kind(path), _identity(path), known]
+
+
+def watched(ws: Workspace, read: Iterable[str], policy_files: Iterable[Path]) -> list[str]:
     """Every file whose bytes decide the collection and the policy: what collect read, the policies,
     the config and the files ComfyUI's version is read from."""
     fixed = [
@@ -61,16 +94,31 @@ def watched(
         ws.root / "pyproject.toml",
         ws.root / "requirements.txt",
     ]
-    extra = [config] if config is not None else []
-    return sorted({str(p) for p in [*fixed, *extra, *read, *policy_files]})
+    return sorted({*map(str, fixed), *read, *map(str, policy_files)})
+
+
+def snapshot(files: Iterable[str], parsed: Mapping[str, str]) -> dict[str, list[Any]]:
+    """Each file's kind, identity and sha256; `parsed` gives the digest of those already parsed (what
+    was parsed counts, not a later edit). Take it before the rest are parsed, for the same reason."""
+    return {f: _content(f, parsed.get(f)) for f in files}
 
 
 def digest(
-    ws: Workspace, target: Target, files: Iterable[str], names: Iterable[str], args: Mapping[str, Any]
+    ws: Workspace,
+    target: Target,
+    files: Mapping[str, list[Any]],
+    names: Iterable[str],
+    args: Mapping[str, Any],
 ) -> str:
     # Which file each node reads depends on which of these exist and on the config (watched).
     found = [
-        (n.name, _kind(n.path), _kind(n.path / "requirements.txt"), _kind(n.path / "pyproject.toml"))
+        (
+            n.name,
+            _kind(n.path),
+            _identity(n.path),
+            _kind(n.path / "requirements.txt"),
+            _kind(n.path / "pyproject.toml"),
+        )
         for n in ws.nodes
     ]
     state = {
@@ -79,15 +127,8 @@ def digest(
         "uv": resolve.uv_version(),
         "args": args,
         "nodes": found,
-        "files": [(f, *_content(f)) for f in files],
-        "target": [
-            str(target.python),
-            target.version,
-            target.implementation,
-            target.sys_platform,
-            target.machine,
-            target.has_gpu,
-        ],
+        "files": files,
+        "target": target.identity(),
         "installed": {n: target.installed.get(n) for n in names},
     }
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
@@ -107,7 +148,8 @@ def lookup(
     """The fingerprint the last compile of `lock_path` computed, when nothing it read has changed."""
     entry = _entries(cache).get(str(lock_path))
     try:
-        if entry["digest"] == digest(ws, target, entry["files"], entry["names"], args):
+        files = snapshot(entry["files"], {})
+        if entry["digest"] == digest(ws, target, files, entry["names"], args):
             return str(entry["fingerprint"])
     except (TypeError, KeyError):
         pass

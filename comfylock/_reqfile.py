@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import stat
 import sys
 from collections.abc import Collection as AbstractSet
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from urllib.parse import unquote, urlsplit
 from packaging.requirements import Requirement
 
 from ._exceptions import InputError
+from ._fs import read_text_file as _read_text
+from ._fs import resolve_path as _resolve
 from .collect import CORE, INDEX_OPTIONS, USER, BadLine, IndexOption, NodeInput, Req, Source
 
 if sys.version_info >= (3, 11):
@@ -27,8 +28,6 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-MAX_BYTES = 1 << 20  # no real requirements file comes near this; anything bigger is junk or an attack
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 MAX_DEPTH = 16  # include nesting; keeps a hostile chain of files from reaching Python's recursion limit
 
 _SHORT = {
@@ -70,73 +69,30 @@ def _requirement(text: str) -> Requirement:
     return Requirement(text)
 
 
+@lru_cache(maxsize=16384)
+def _classify(body: str) -> tuple[str, Requirement | str]:
+    """("ok", requirement), ("local", "") for a local path, or ("bad", why) for one requirement's text.
+
+    Pure, so cached: a thousand nodes repeat the same few hundred lines.
+    """
+    head = body.partition(";")[0].strip().lower()
+    if _LOCAL.match(body) or (head.endswith(_ARCHIVES) and "://" not in head and "@" not in head):
+        return "local", ""
+    try:
+        req = _requirement(_url_requirement(body) if _URL.match(body) else body)
+    except ValueError as e:  # InvalidRequirement is a ValueError
+        return "bad", str(e).splitlines()[0] if str(e) else type(e).__name__
+    if req.url is not None and (not _URL.match(req.url) or req.url.lower().startswith("file:")):
+        return "local", ""
+    return "ok", req
+
+
 def _quote(text: str, limit: int = 80) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _skip_hint(node: str) -> str | None:
     return None if node in (CORE, USER) else f"leave the node out with --skip-node {node}"
-
-
-def _resolve(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError) as e:  # RuntimeError: symlink loop on Python < 3.13
-        raise InputError(f"cannot resolve path: {e}", path=path) from None
-
-
-def _real_child(parent_real: Path, path: Path) -> tuple[Path, bool]:
-    """path.resolve() when path's parent resolves to parent_real, and whether path itself is a link.
-
-    One lstat instead of realpath's one per component: a tree has hundreds of nodes and files.
-    """
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return _resolve(path), True  # missing or unreadable: resolve() gives its answer or error
-    # A Windows junction is a reparse point but not S_ISLNK; it may point anywhere, like a symlink.
-    link = stat.S_ISLNK(st.st_mode) or bool(
-        getattr(st, "st_file_attributes", 0) & stat.FILE_ATTRIBUTE_REPARSE_POINT
-    )
-    return (_resolve(path) if link else parent_real / path.name), link
-
-
-def _read_text(path: Path) -> str:
-    """Decode a small text file: UTF-8 (BOM or not) or UTF-16 with a BOM; anything else is refused."""
-    try:
-        # Non-blocking, then fstat: a FIFO must not hang us and a 50 MB file is not worth reading,
-        # and one lookup of the path (not a stat, then an open) matters with a thousand nodes.
-        fd = os.open(path, _OPEN_FLAGS)
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise InputError("not a regular file", path=path)
-        with os.fdopen(fd, "rb") as f:
-            if st.st_size > MAX_BYTES:
-                raise InputError(
-                    f"file is {st.st_size} bytes; over 1 MiB is not a real requirements file", path=path
-                )
-            # Sized reads: read(MAX_BYTES + 1) would allocate 1 MiB per file, most of the time spent.
-            data = f.read(st.st_size + 1)
-            if len(data) > st.st_size:  # it grew since fstat: read on, still bounded
-                data += f.read(MAX_BYTES + 1 - len(data))
-    except OSError as e:
-        if os.path.isdir(path):  # Windows refuses to open a folder at all
-            raise InputError("not a regular file", path=path) from None
-        raise InputError(f"cannot read file: {e.strerror or e}", path=path) from None
-    if len(data) > MAX_BYTES:
-        raise InputError("file is over 1 MiB; not a real requirements file", path=path)
-    codec = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
-    try:
-        text = data.decode(codec)
-    except UnicodeDecodeError as e:
-        kind = "UTF-16" if codec == "utf-16" else "UTF-8"
-        raise InputError(
-            f"not a text file: not {kind} (bad byte at offset {e.start})", path=path, hint="save it as UTF-8"
-        ) from None
-    if "\0" in text:
-        raise InputError("not a text file (it contains NUL bytes)", path=path)
-    return text
 
 
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -218,6 +174,7 @@ class _Parser:
         self.reqs: list[Req] = []
         self.options: list[IndexOption] = []
         self.files: list[Path] = []
+        self.digests: dict[Path, str] = {}  # sha256 of the bytes parsed, for the fingerprints
         self.bad: list[BadLine] = []
         self._stack: list[Path] = []  # files being read: an include of one of them is a cycle
         self._done: set[tuple[Path, bool]] = set()
@@ -237,7 +194,7 @@ class _Parser:
         # A diamond of includes is read once: re-reading adds nothing and could grow exponentially.
         self._done.add((real, constraint))
         self._stack.append(real)
-        text = _read_text(path)
+        text, self.digests[path] = _read_text(path)
         if path not in self.files:
             self.files.append(path)
         for number, line in _logical_lines(text):
@@ -314,7 +271,8 @@ class _Parser:
             raise self.fail(f"includes nested more than {MAX_DEPTH} deep", src)
         if not os.path.lexists(real):
             raise self.fail(f"included file {_quote(value)} does not exist", src)
-        self.read_file(real, constraint, real)
+        # Recorded as written (through any link), so a link pointed elsewhere later is a change.
+        self.read_file(target, constraint, real)
 
     def requirement_line(self, line: str, src: Source, constraint: bool) -> None:
         body = line
@@ -337,27 +295,19 @@ class _Parser:
         self.add(body, line, src, constraint)
 
     def add(self, body: str, text: str, src: Source, constraint: bool) -> None:
-        head = body.partition(";")[0].strip().lower()
-        local = _LOCAL.match(body) or (head.endswith(_ARCHIVES) and "://" not in head and "@" not in head)
-        if local:
+        kind, value = _classify(body)
+        if kind == "ok":
+            self.reqs.append(Req(value, src, text, constraint))  # type: ignore[arg-type]
+        elif kind == "local":
             raise self.local(text, src)
-        try:
-            req = _requirement(_url_requirement(body) if _URL.match(body) else body)
-        except ValueError as e:  # InvalidRequirement is a ValueError
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            if not self.keep_going:
-                raise self.fail(
-                    f"not a valid requirement {_quote(text)}: {reason}", src, _skip_hint(self.node)
-                ) from None
-            self.bad.append(BadLine(src, text, reason))
-            return
-        if req.url is not None and (not _URL.match(req.url) or req.url.lower().startswith("file:")):
-            raise self.local(text, src)
-        self.reqs.append(Req(req, src, text, constraint))
+        elif self.keep_going:
+            self.bad.append(BadLine(src, text, str(value)))
+        else:
+            raise self.fail(f"not a valid requirement {_quote(text)}: {value}", src, _skip_hint(self.node))
 
     def read_pyproject(self, path: Path) -> tuple[bool, str]:
         """Add the static [project].dependencies; (False, why) when the file has none to give."""
-        text = _read_text(path)
+        text, self.digests[path] = _read_text(path)
         self.files.append(path)
         try:
             data = tomllib.loads(text)
@@ -407,6 +357,7 @@ class _Parser:
             tuple(self.options),
             tuple(self.files),
             tuple(self.bad),
+            tuple(self.digests[f] for f in self.files),
         )
 
 

@@ -23,7 +23,7 @@ from ._redact import restore
 from .config import Config, load_config
 from .lock import Change, Lock
 from .resolve import IndexOptions
-from .workspace import Workspace, open_workspace, probe_target, remember
+from .workspace import Target, Workspace, open_workspace, probe_target, remember
 
 if TYPE_CHECKING:
     from . import collect, inspect, policy
@@ -102,15 +102,9 @@ def compile(  # noqa: A001 - the command's name
     index = index or cfg.index or IndexOptions.from_env(os.environ)
     target = probe_target(ws.python, ws.probe_cache)
     skip = frozenset(skip_nodes) | cfg.skip
-    args = {  # what the quick no-op check must see unchanged, besides the files
-        "skip": sorted(skip),
-        "keep_going": keep_going,
-        "policy_files": [str(Path(p).absolute()) for p in policy_files],
-        "default_policy": default_policy,
-        "index": index.args(),
-        "python_version": python_version,
-        "python_platform": python_platform,
-    }
+    args = _quick.arguments(
+        skip, keep_going, policy_files, default_policy, index.args(), python_version, python_platform
+    )
     forced = upgrade or bool(upgrade_packages) or refresh
     previous = _previous(ctx.lock_path)
     if previous is not None and previous.intact and not forced:
@@ -125,6 +119,12 @@ def compile(  # noqa: A001 - the command's name
     from ._fingerprint import fingerprint, policy_names
 
     coll = _collect(ctx, skip, keep_going)
+    # What was parsed, by its digest then; the other watched files are hashed before they are parsed.
+    parsed = {str(f): d for i in coll.inputs for f, d in zip(i.files, i.digests, strict=False)}
+    if cfg.path is not None and cfg.sha is not None:
+        parsed[str(cfg.path)] = cfg.sha
+    watched = _quick.watched(ws, parsed, policy_files)
+    seen = _quick.snapshot(watched, parsed)
     pol = policy.load_policy(ws.user_dir / USER_POLICY, list(policy_files), base=default_policy)
     facts = policy.Facts(
         installed=target.installed,
@@ -136,11 +136,8 @@ def compile(  # noqa: A001 - the command's name
         for opt in inp.index_options:
             index = _compile.add_node_option(index, opt)
     fp = fingerprint(coll, pol, target, index, cfg, python_version, python_platform, facts.comfyui_version)
-    # Taken now, not once uv is done: a file edited while uv resolves must not count as read.
-    read = [f for i in coll.inputs for f in i.files]
-    watched = _quick.watched(ws, read, policy_files, cfg.path)
     names = policy_names(pol.entries)
-    quick = _quick.digest(ws, target, watched, names, args)
+    quick = _quick.digest(ws, target, seen, names, args)
 
     def done() -> None:
         remember(target)
@@ -283,7 +280,7 @@ def sync_env(
         index.find_links,
         index.no_index,
     )
-    frozen = resolve.freeze(ctx.ws.python)
+    frozen = _freeze(target)
     entry = history.record(
         ctx.ws.user_dir,
         frozen,
@@ -295,7 +292,7 @@ def sync_env(
     try:
         sync.apply(p, ctx.ws.python, index, offline=offline)
     except UvError as e:
-        if resolve.freeze(ctx.ws.python) == frozen:  # uv stopped before changing anything
+        if _freeze(probe_target(ctx.ws.python)) == frozen:  # uv stopped before changing anything
             history.end(ctx.ws.user_dir, restore=unfinished)
         raise UvError(
             e.message,
@@ -306,6 +303,12 @@ def sync_env(
         sync.remove_torn(target.site_dirs, unfinished.packages)
     history.end(ctx.ws.user_dir)
     return SyncResult(p, path, entry, False, tuple(warnings))
+
+
+def _freeze(target: Target) -> list[str]:
+    """The environment as `uv pip freeze` lists it: from the probe when it holds only plain registry
+    installs (the environment is read once a run), else from uv (URLs, editables, legacy installs)."""
+    return list(target.frozen) if target.frozen is not None else resolve.freeze(target.python)
 
 
 @locked
@@ -345,19 +348,13 @@ class CheckReport:
 
 def check_report(ctx: Context) -> CheckReport:
     """check(), plus whether the lock is stale and what `uv pip check` finds broken."""
-    from . import _compile, collect, inspect
+    from . import _compile, inspect
 
     ws, cfg = ctx.ws, ctx.config
     target = probe_target(ws.python, ws.probe_cache)
     the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))
     try:
-        coll = collect.collect(
-            ws,
-            settings=cfg.nodes,
-            skip_nodes=cfg.skip,
-            keep_going=True,
-            user_requirements=ws.user_dir / USER_REQUIREMENTS,
-        )
+        coll = _collect(ctx, cfg.skip, keep_going=True)
         folders = {i.node: i.path for i in coll.inputs}
         stale = inspect.stale(the_lock, _compile.node_lines(ws, coll), coll.requirements(), folders)
     except InputError as e:

@@ -188,7 +188,7 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
     if args.index_url or args.extra_index_url or args.find_links or args.no_index:
         index = IndexOptions(
             args.index_url, tuple(args.extra_index_url), tuple(args.find_links), args.no_index
-        )
+        ).anchored(Path.cwd())
     r = api.compile(
         ctx,
         upgrade=args.upgrade,

@@ -12,6 +12,8 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
 from ._exceptions import InputError
+from ._fs import real_child as _real_child
+from ._fs import resolve_path as _resolve
 from .config import INDEX_OPTIONS, NodeSettings
 from .workspace import Node, Workspace
 
@@ -72,6 +74,7 @@ class NodeInput:
     index_options: tuple[IndexOption, ...] = ()
     files: tuple[Path, ...] = ()  # every file read, includes too (the fingerprint hashes them)
     bad_lines: tuple[BadLine, ...] = ()
+    digests: tuple[str, ...] = ()  # sha256 of each of `files` as it was parsed
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,6 @@ class Collection:
 from ._reqfile import (  # noqa: E402
     _VARIANT,
     _Parser,
-    _real_child,
-    _resolve,
     _skip_hint,
     parse_pyproject,
     parse_requirements_file,
@@ -137,9 +138,10 @@ def _configured(parser: _Parser, source: str, root_real: Path) -> tuple[str | No
 def _default(parser: _Parser, root_real: Path) -> tuple[str | None, str]:
     folder, node = parser.folder, parser.node
     has_pyproject = os.path.lexists(folder / "pyproject.toml")
-    if os.path.lexists(folder / "requirements.txt"):  # what ComfyUI-Manager installs
-        real = _check_inside(folder / "requirements.txt", root_real, node, parser.folder_real)
-        parser.read_file(folder / "requirements.txt", real=real)
+    requirements = folder / "requirements.txt"
+    if os.path.lexists(requirements):  # what ComfyUI-Manager installs
+        real = _check_inside(requirements, root_real, node, parser.folder_real)
+        parser.read_file(requirements, real=real)
         return "requirements.txt", "requirements.txt (wins over pyproject.toml)" if has_pyproject else (
             "requirements.txt"
         )

@@ -13,6 +13,8 @@ skip = true                                          # leave the node out, as --
 
 from __future__ import annotations
 
+import hashlib
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,7 @@ class Config:
     index: IndexOptions = field(default_factory=IndexOptions)
     torch_index: str = DEFAULT_TORCH_INDEX
     path: Path | None = None
+    sha: str | None = None  # sha256 of the bytes read (the quick no-op check hashes what was parsed)
 
 
 def _strings(value: Any, path: Path, key: str) -> tuple[str, ...]:
@@ -71,9 +74,15 @@ def load_config(user_dir: Path) -> Config:
         return Config()
     tomllib = toml()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"invalid TOML: {e}", path=path) from None
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+    except OSError as e:
+        raise InputError(f"cannot read the config: {e.strerror or e}", path=path) from None
+    except UnicodeDecodeError as e:
+        raise InputError("not UTF-8 text", path=path, line=raw.count(b"\n", 0, e.start) + 1) from None
+    except tomllib.TOMLDecodeError as e:
+        at = re.search(r"line (\d+)", str(e))
+        raise InputError(f"invalid TOML: {e}", path=path, line=int(at.group(1)) if at else None) from None
     known = {"torch-index", "index", "nodes"}
     for key in data:
         if key not in known:
@@ -105,8 +114,8 @@ def load_config(user_dir: Path) -> Config:
         extra_index_urls=_strings(idx.get("extra-index-url", []), path, "index.extra-index-url"),
         find_links=_strings(idx.get("find-links", []), path, "index.find-links"),
         no_index=bool(idx.get("no-index", False)),
-    )
+    ).anchored(path.parent)
     torch_index = data.get("torch-index", DEFAULT_TORCH_INDEX)
     if not isinstance(torch_index, str):
         raise InputError("torch-index must be a string", path=path)
-    return Config(nodes, frozenset(skip), index, torch_index, path)
+    return Config(nodes, frozenset(skip), index, torch_index, path, hashlib.sha256(raw).hexdigest())

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from ._exceptions import InputError, LockFileError
 from ._fs import atomic_write
-from ._names import canon
-from .lock import Lock, Pin, read_lock, write_lock
+from .lock import Lock, Pin, pin_name, read_lock, write_lock
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,6 @@ def snapshot(
     freeze_lines: Sequence[str], options: Sequence[str], meta: dict[str, str]
 ) -> tuple[Lock, list[str]]:
     """A lock of the environment as `uv pip freeze` shows it. Editable installs cannot be pinned."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     pins: dict[str, Pin] = {}
     skipped: list[str] = []
     for line in freeze_lines:
@@ -47,12 +44,10 @@ def snapshot(
         if line.startswith("-"):
             skipped.append(line)
             continue
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
+        name = pin_name(line)
+        if name is None:
             skipped.append(line)
             continue
-        name = canon(req.name)
         pins[name] = Pin(name, line)
     lock = Lock(pins=tuple(sorted(pins.values(), key=lambda p: p.name)), options=tuple(options), meta=meta)
     return lock, skipped

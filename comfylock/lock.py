@@ -31,7 +31,8 @@ _OPTIONS = ("--index-url", "--extra-index-url", "--find-links", "--no-index")
 # packaging, whose import alone costs more than the rest of a no-op sync. Anything else takes the full parser.
 _SIMPLE_PIN = re.compile(
     r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)==(?P<version>(?:\d+!)?\d+(?:\.\d+)*"
-    r"(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?)"
+    r"(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?)",
+    re.ASCII,  # \d would take any Unicode digit, which packaging refuses
 )
 _REQUESTED = re.compile(r"^requested by (?P<node>.+?) \((?P<file>[^()]*):(?P<line>\d+)\): ?(?P<text>.*)$")
 
@@ -273,6 +274,19 @@ def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pi
         current = {"name": name, "spec": spec, "req": [], "need": []}
     close()
     return sorted(pins, key=lambda p: p.name), options
+
+
+def pin_name(line: str) -> str | None:
+    """The canonical name of a `uv pip freeze` line; None when it is not a requirement."""
+    simple = _SIMPLE_PIN.fullmatch(line)
+    if simple:  # nearly every line: no need to import packaging (a rollback is timed against uv)
+        return canon(simple["name"])
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return canon(Requirement(line).name)
+    except InvalidRequirement:
+        return None
 
 
 def _check_pin(spec: str, path: Path | str, n: int) -> str:

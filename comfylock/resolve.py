@@ -44,10 +44,10 @@ def uv_version() -> str:
             names = os.listdir(os.path.dirname(folder))
         except OSError:
             continue
-        for name in names:
-            m = re.fullmatch(r"uv-([^-]+)\.dist-info", name)
-            if m:
-                return m.group(1)
+        found = [m.group(1) for m in map(re.compile(r"uv-([^-]+)\.dist-info").fullmatch, names) if m]
+        if len(found) == 1:  # two: an interrupted upgrade; only the binary can tell
+            return found[0]
+        break
     out = run_uv(["--version"]).stdout.split()
     return out[1] if len(out) > 1 else "unknown"
 
@@ -138,10 +138,19 @@ class IndexOptions:
         extra = (environ.get("UV_INDEX", "") + " " + environ.get("UV_EXTRA_INDEX_URL", "")).split()
         links = environ.get("UV_FIND_LINKS", "").replace(",", " ").split()
         no_index = environ.get("UV_NO_INDEX", "").lower() in ("1", "true", "yes")
-        return cls(index_url, tuple(extra), tuple(links), no_index)
+        return cls(index_url, tuple(extra), tuple(links), no_index).anchored(Path.cwd())
 
     def __bool__(self) -> bool:
         return bool(self.index_url or self.extra_index_urls or self.find_links or self.no_index)
+
+    def anchored(self, base: Path) -> IndexOptions:
+        """Relative --find-links folders made absolute against `base` (the folder they were given in):
+        uv runs in a temp folder, and a lock synced elsewhere must still find them."""
+        links = tuple(
+            link if "://" in link or Path(link).is_absolute() else str((base / link).absolute())
+            for link in self.find_links
+        )
+        return IndexOptions(self.index_url, self.extra_index_urls, links, self.no_index)
 
     def plus(self, extra_index_urls: Sequence[str]) -> IndexOptions:
         """Add policy index URLs; a local folder (no scheme) becomes a --find-links."""

@@ -199,8 +199,21 @@ class Target:
     installed: Mapping[str, str]  # canonical name -> version, from importlib.metadata in the target
     has_gpu: bool  # an installed +cuXXX/+rocm torch, or an NVIDIA driver on this machine
     site_dirs: tuple[str, ...] = ()  # the target's sys.path folders (where a killed install leaves debris)
+    # `uv pip freeze`'s lines when the environment holds only plain registry installs, else None
+    frozen: tuple[str, ...] | None = None
     # (cache file, key, answer) of an answer read now and not cached yet; see remember()
     fresh: tuple[Path, dict[str, Any], str] | None = field(default=None, repr=False, compare=False)
+
+    def identity(self) -> list[str | bool]:
+        """What of the target decides a compile's result (the fingerprints hash it)."""
+        return [
+            str(self.python),
+            self.version,
+            self.implementation,
+            self.sys_platform,
+            self.machine,
+            self.has_gpu,
+        ]
 
     def meta(self) -> dict[str, str]:
         """The target as a lock header records it."""
@@ -223,7 +236,7 @@ import json, os, re, sys
 # Installed distributions from their *.dist-info / *.egg-info folder names, first on sys.path winning
 # as it does for import. Not importlib.metadata: importing it and parsing every METADATA file costs
 # more than the whole rest of a no-op compile. Only a folder name without a version is opened.
-installed, site_dirs = {}, []
+installed, site_dirs, opened = {}, [], []
 for folder in sys.path:
     try:
         entries = sorted(os.listdir(folder or "."))
@@ -240,6 +253,7 @@ for folder in sys.path:
             fields = {}
             for meta in ("METADATA", "PKG-INFO"):
                 try:
+                    opened.append(os.path.abspath(os.path.join(folder, entry, meta)))
                     with open(os.path.join(folder, entry, meta), encoding="utf-8", errors="replace") as f:
                         for line in f:
                             if not line.strip():
@@ -252,6 +266,42 @@ for folder in sys.path:
             name, version = fields.get("Name", ""), fields.get("Version", "")
         if name and version:
             installed.setdefault(re.sub(r"[-_.]+", "-", name).lower(), version)
+# The environment's own folders, where uv installs and which `uv pip freeze` lists: when every
+# distribution there is a plain registry install, its `name==version` lines are the freeze, and sync
+# spares a `uv pip freeze` run. Anything such a line cannot say (a URL, VCS or editable install, a
+# legacy egg, two versions of one name, a version not in normal form) leaves "frozen" null.
+import sysconfig
+frozen, names, seen = [], set(), set()
+normal = re.compile(  # PEP 440's normal form, as installers name the folder
+    "(?:[0-9]+!)?[0-9]+(?:[.][0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:[.]post[0-9]+)?(?:[.]dev[0-9]+)?"
+    "(?:[+][a-z0-9]+(?:[.][a-z0-9]+)*)?"
+)
+for key in ("purelib", "platlib"):
+    own = os.path.realpath(sysconfig.get_paths()[key])
+    if frozen is None or own in seen:
+        continue
+    seen.add(own)
+    try:
+        entries = sorted(os.listdir(own))
+    except OSError:
+        continue
+    for entry in entries:
+        stem, dot, kind = entry.rpartition(".")
+        if kind == "egg-link" or kind == "egg-info" or entry.startswith("__editable__"):
+            frozen = None
+            break
+        if kind != "dist-info":
+            continue
+        name, _, version = stem.partition("-")
+        name = re.sub(r"[-_.]+", "-", name).lower()
+        if (
+            not normal.fullmatch(version) or name in names
+            or os.path.exists(os.path.join(own, entry, "direct_url.json"))
+        ):
+            frozen = None
+            break
+        names.add(name)
+        frozen.append(name + "==" + version)
 if sys.platform == "win32":
     import platform
     machine = platform.machine()
@@ -265,6 +315,11 @@ print(json.dumps({
     "machine": machine,
     "installed": installed,
     "site_dirs": site_dirs,
+    # What the answer came from, for comfylock's cache of it (see _probecache).
+    "paths": [os.path.abspath(p or ".") for p in sys.path],
+    "opened": opened,
+    "base": os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
+    "frozen": None if frozen is None else sorted(frozen),
 }))
 """
 
@@ -303,6 +358,7 @@ def _parse_probe(python: Path, stdout: str) -> Target:
             "the Python interpreter printed an unexpected answer", path=python, hint=_PROBE_HINT
         )
     installed: dict[str, str] = facts["installed"]
+    frozen = facts.get("frozen")
     return Target(
         python=python,
         version=facts["version"],
@@ -312,6 +368,9 @@ def _parse_probe(python: Path, stdout: str) -> Target:
         installed=installed,
         has_gpu=gpu_available(installed.get("torch"), _nvidia_driver_present()),
         site_dirs=tuple(d for d in facts.get("site_dirs", ()) if isinstance(d, str)),
+        frozen=tuple(frozen)
+        if isinstance(frozen, list) and all(isinstance(x, str) for x in frozen)
+        else None,
     )
 
 
@@ -354,11 +413,12 @@ def probe_target(python: Path, cache: Path | None = None) -> Target:
     target = _parse_probe(python, done.stdout)
     if cache is None:
         return target
-    key = _probecache.key_after_probe(python, _PROBE_SCRIPT, list(target.site_dirs), started)
+    answer = done.stdout.strip().splitlines()[-1]
+    key = _probecache.key_after_probe(python, _PROBE_SCRIPT, answer, started)
     if key is None:
         return target
     # Stored by remember() once the command has succeeded: a refused input must write nothing.
-    return replace(target, fresh=(cache, key, done.stdout.strip().splitlines()[-1]))
+    return replace(target, fresh=(cache, key, answer))
 
 
 def remember(target: Target) -> None:

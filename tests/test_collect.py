@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -422,6 +423,22 @@ def test_huge_file_refused_without_reading_it(tmp_path: Path, monkeypatch: pytes
 
 def test_file_just_under_the_limit_is_read(tmp_path: Path) -> None:
     assert parse(tmp_path, "numpy\n" + "#" * (1024 * 1024 - 10) + "\n")[0][0].name == "numpy"
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets here")
+def test_socket_is_not_a_regular_file(tmp_path: Path) -> None:
+    folder = tmp_path / "N"
+    folder.mkdir()
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(folder / "requirements.txt"))
+    except OSError as e:  # a path too long for a socket address on some systems
+        pytest.skip(str(e))
+    try:
+        with pytest.raises(InputError, match="not a regular file"):
+            parse_requirements_file(folder / "requirements.txt", node="N", folder=folder)
+    finally:
+        server.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")

@@ -60,6 +60,24 @@ def _include(root, venv, index, tmp_path, monkeypatch):
     return {}
 
 
+@change("an include's folder link pointed elsewhere")
+def _include_link(root, venv, index, tmp_path, monkeypatch):
+    node = root / "custom_nodes" / "A"
+    (node / "reqs-a").mkdir()
+    (node / "reqs-b").mkdir()
+    (node / "reqs-a" / "common.txt").write_text("pillow\n")
+    (node / "reqs-b" / "common.txt").write_text("pillow>=10\n")
+    try:
+        (node / "reqs").symlink_to("reqs-a", target_is_directory=True)
+    except OSError as e:  # symlinks need a privilege on Windows
+        pytest.skip(f"no symlinks here: {e}")
+    (node / "requirements.txt").write_text("tqdm\n-r reqs/common.txt\n")
+    assert not compile_(root, venv, index).up_to_date
+    (node / "reqs").unlink()
+    (node / "reqs").symlink_to("reqs-b", target_is_directory=True)
+    return {}
+
+
 @change("a new node")
 def _new_node(root, venv, index, tmp_path, monkeypatch):
     (root / "custom_nodes" / "B").mkdir()
@@ -221,3 +239,23 @@ def test_hand_edited_lock_is_never_up_to_date(tree, venv, index):
     from comfylock.lock import read_lock
 
     assert read_lock(lock).intact
+
+
+def test_a_file_edited_while_compiling_is_not_taken_as_compiled(tree, venv, index, monkeypatch):
+    """The quick record pairs the lock with the bytes that were parsed, not with a later read."""
+    from comfylock import _quick
+
+    f = tree / "custom_nodes" / "A" / "requirements.txt"
+    f.write_text("tqdm>=4\n")
+    real = _quick.snapshot
+
+    def edit_then_snapshot(files, parsed):
+        if parsed:  # the compile's own snapshot, after collecting (not the quick check's)
+            f.write_text("tqdm>=4.1\n")  # saved by an editor just after comfylock read it
+        return real(files, parsed)
+
+    monkeypatch.setattr(_quick, "snapshot", edit_then_snapshot)
+    assert not compile_(tree, venv, index).up_to_date
+    monkeypatch.setattr(_quick, "snapshot", real)
+    assert not compile_(tree, venv, index).up_to_date  # the edit is seen: resolved again
+    assert compile_(tree, venv, index).up_to_date

@@ -171,3 +171,23 @@ def test_missing_lock_or_history_exit_2(comfy, venv, index, capsys, missing):
     root = comfy("tqdm\n")
     assert run(root, venv, index, "sync" if missing == "lock" else "rollback") == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_relative_find_links_are_anchored_where_they_were_given(comfy, venv, index, tmp_path, monkeypatch):
+    """A relative --find-links means the folder seen from where the command ran (or, in config.toml,
+    from the config's folder), never uv's temp folder; the lock records it absolute."""
+    import shutil
+
+    root = comfy("numpy\n", {})
+    shutil.copytree(index, tmp_path / "wheels")
+    monkeypatch.chdir(tmp_path)
+    argv = ["compile", "--comfyui", str(root), "--python", str(venv), "--no-index", "--find-links", "wheels"]
+    assert main(argv) == 0
+    assert f"--find-links {(tmp_path / 'wheels').absolute()}" in read_lock(root / "comfylock.lock").options
+    config = root / "user" / "comfylock" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(index, config.parent / "local-wheels")
+    config.write_text('[index]\nno-index = true\nfind-links = ["local-wheels"]\n')
+    (root / "comfylock.lock").unlink()
+    assert main(["compile", "--comfyui", str(root), "--python", str(venv)]) == 0
+    assert f"--find-links {config.parent / 'local-wheels'}" in read_lock(root / "comfylock.lock").options

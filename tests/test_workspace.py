@@ -419,6 +419,10 @@ def test_probe_script_canonical_names(
     touch(site / "nameless.dist-info" / "METADATA").write_text("Version: 2.0\n")
     touch(site / "Read_Me.egg-info" / "PKG-INFO").write_text("Name: Read_Me\nVersion: 3.0\n\nbody\n")
     touch(site / "old_pkg-0.9-py3.11.egg-info" / "PKG-INFO").write_text("")
+    import sysconfig
+
+    sysconfig.get_paths()  # its config is read before sys.path is narrowed to the fake site dir
+
     monkeypatch.setattr(sys, "path", [str(site)])
     exec(workspace._PROBE_SCRIPT, {})
     installed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["installed"]
