@@ -312,7 +312,10 @@ def _history(args: argparse.Namespace, out: Out) -> int:
     if not entries:
         out("no history yet (`comfylock sync` records the environment before it changes it)")
     for e in entries:
-        out(f"{e.id:>4}  {e.time}  {e.packages:>4} packages  before {e.trigger}")
+        if e.damaged:  # listed, so its number is not mistaken for a gap; rollback refuses it
+            out(f"{e.id:>4}  damaged: {e.damaged}")
+        else:
+            out(f"{e.id:>4}  {e.time}  {e.packages:>4} packages  before {e.trigger}")
     return 0
 
 

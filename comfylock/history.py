@@ -84,57 +84,55 @@ def _ids(user_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _entry(number: int, path: Path) -> Entry:
+    try:
+        lock = read_lock(path)
+    except LockFileError as e:
+        return Entry(number, "?", "?", 0, path, damaged=e.message)
+    if not lock.intact:
+        return Entry(number, "?", "?", 0, path, damaged="its pins do not match its body-sha256 (edited)")
+    meta = lock.meta
+    return Entry(
+        number, meta.get("history-time", "?"), meta.get("history-trigger", "?"), len(lock.pins), path
+    )
+
+
 def entries(user_dir: Path) -> list[Entry]:
     """History entries, oldest first. A damaged one is listed with the reason, not skipped."""
-    out = []
-    for number, path in _ids(user_dir):
-        try:
-            lock = read_lock(path)
-        except LockFileError as e:
-            out.append(Entry(number, "?", "?", 0, path, damaged=e.message))
-            continue
-        out.append(
-            Entry(
-                int(path.stem),
-                lock.meta.get("history-time", "?"),
-                lock.meta.get("history-trigger", "?"),
-                len(lock.pins),
-                path,
-            )
-        )
-    return sorted(out, key=lambda e: e.id)
+    return [_entry(number, path) for number, path in _ids(user_dir)]
 
 
 def get(user_dir: Path, entry_id: int | None) -> Entry:
-    """The entry `entry_id`, or the newest one: the state before the last change."""
-    all_entries = entries(user_dir)
-    if not all_entries:
+    """The entry `entry_id`, or the newest one: the state before the last change. Only that one is
+    read (a long history must not slow every rollback down)."""
+    ids = _ids(user_dir)
+    if not ids:
         raise InputError(
             "no history yet: nothing to roll back to",
             path=_dir(user_dir),
             hint="history is recorded by `comfylock sync` before it changes anything",
         )
-    chosen = all_entries[-1] if entry_id is None else next((e for e in all_entries if e.id == entry_id), None)
-    if chosen is not None:
-        if chosen.damaged:
-            older = [e.id for e in all_entries if e.id < chosen.id and not e.damaged]
-            try:
-                read_lock(chosen.path)
-                line = None
-            except LockFileError as e:
-                line = e.line
-            raise InputError(
-                f"history entry {chosen.id} cannot be read: {chosen.damaged}",
-                path=chosen.path,
-                line=line,
-                hint=f"roll back to an older one with --to {older[-1]}" if older else None,
-            )
-        return chosen
-    raise InputError(
-        f"no history entry {entry_id}",
-        path=_dir(user_dir),
-        hint=f"`comfylock history` lists entries {all_entries[0].id}..{all_entries[-1].id}",
-    )
+    found = ids[-1] if entry_id is None else next((i for i in ids if i[0] == entry_id), None)
+    if found is None:
+        raise InputError(
+            f"no history entry {entry_id}",
+            path=_dir(user_dir),
+            hint=f"`comfylock history` lists entries {ids[0][0]}..{ids[-1][0]}",
+        )
+    chosen = _entry(*found)
+    if chosen.damaged:
+        older = [n for n, path in ids if n < chosen.id and not _entry(n, path).damaged]
+        try:
+            line = read_lock(chosen.path).sha_line
+        except LockFileError as e:
+            line = e.line
+        raise InputError(
+            f"history entry {chosen.id} cannot be read: {chosen.damaged}",
+            path=chosen.path,
+            line=line,
+            hint=f"roll back to an older one with --to {older[-1]}" if older else None,
+        )
+    return chosen
 
 
 # --- a sync under way ----------------------------------------------------------------------------

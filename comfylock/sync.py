@@ -48,6 +48,20 @@ def _same(installed: str | None, pinned: str | None) -> bool:
         return installed == pinned
 
 
+def _label_only(installed: str | None, pinned: str | None) -> bool:
+    """True when the two versions differ only in their local label (2.5.1+cu124 against 2.5.1): uv
+    counts the installed one as satisfying the pin and would keep it, so it must be reinstalled. A
+    plain version change needs no forcing, and forcing costs uv a cache refresh per package."""
+    if installed is None or pinned is None:
+        return False
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(installed).public == Version(pinned).public
+    except InvalidVersion:
+        return True  # cannot tell: reinstalling is always correct
+
+
 def plan(lock: Lock, installed: Mapping[str, str], *, unfinished: Iterable[str] = ()) -> SyncPlan:
     """What syncing `lock` into an environment holding `installed` ({canonical name: version}) does.
 
@@ -72,7 +86,7 @@ def plan(lock: Lock, installed: Mapping[str, str], *, unfinished: Iterable[str] 
     kept = tuple(sorted(n for n in installed if n in PROTECTED and n not in pins))
     extra = [f"{n}=={installed[n]}" for n in kept]
     body = format_body(lock.pins, lock.options)
-    redo = {c.name for c in changes if c.new is not None} | {n for n in unfinished if n in pins}
+    redo = {c.name for c in changes if _label_only(c.old, c.new)} | {n for n in unfinished if n in pins}
     return SyncPlan(tuple(changes), kept, body + "".join(f"{line}\n" for line in extra), tuple(sorted(redo)))
 
 
