@@ -138,11 +138,14 @@ def read_text_file(path: Path) -> tuple[str, str]:
                 raise InputError(
                     f"file is {st.st_size} bytes; over 1 MiB is not a real requirements file", path=path
                 )
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                # Sized reads: read(MAX_BYTES + 1) would allocate 1 MiB per file, most of the time spent.
-                data = f.read(st.st_size + 1)
-                if len(data) > st.st_size:  # it grew since fstat: read on, still bounded
-                    data += f.read(MAX_BYTES + 1 - len(data))
+            # Sized raw reads: read(MAX_BYTES + 1) would allocate 1 MiB per file, and a buffered file
+            # object costs more than the read; a thousand nodes make both count.
+            data = b""
+            while len(data) <= MAX_BYTES:
+                chunk = os.read(fd, 1 << 16 if data else st.st_size + 1)  # more only if it grew
+                if not chunk:
+                    break
+                data += chunk
         finally:
             os.close(fd)
     except OSError as e:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import sys
 from collections.abc import Collection as AbstractSet
 from collections.abc import Iterator
 from functools import lru_cache
@@ -22,11 +21,7 @@ from ._exceptions import InputError
 from ._fs import read_text_file as _read_text
 from ._fs import resolve_path as _resolve
 from .collect import CORE, INDEX_OPTIONS, USER, BadLine, IndexOption, NodeInput, Req, Source
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from .config import toml
 
 MAX_DEPTH = 16  # include nesting; keeps a hostile chain of files from reaching Python's recursion limit
 
@@ -97,8 +92,12 @@ def _skip_hint(node: str) -> str | None:
 
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     """Yield (first physical line number, text) of each non-empty logical line, comments removed."""
+    raws = _LINE_BREAK.split(text)
+    if "#" not in text and "\\" not in text:  # nothing to remove or join: most files
+        yield from ((n, line.strip()) for n, line in enumerate(raws, 1) if line.strip())
+        return
     start, parts = 0, list[str]()
-    for number, raw in enumerate(_LINE_BREAK.split(text), 1):
+    for number, raw in enumerate(raws, 1):
         # Comments go first so a comment ending in '\' does not swallow the next line.
         line = (_COMMENT.sub("", raw, count=1) if "#" in raw else raw).rstrip()
         if line.endswith("\\"):
@@ -197,12 +196,18 @@ class _Parser:
         text, self.digests[path] = _read_text(path)
         if path not in self.files:
             self.files.append(path)
+        node, reqs = self.node, self.reqs
         for number, line in _logical_lines(text):
-            src = Source(self.node, path, number)
+            src = Source(node, path, number)
             if line.startswith("-"):
                 self.option_line(line, src)
-            else:
-                self.requirement_line(line, src, constraint)
+                continue
+            if not _OPTIONS_START.search(line):  # the common line, inline: a thousand nodes add up
+                kind, value = _classify(line)
+                if kind == "ok":
+                    reqs.append(Req(value, src, line, constraint))  # type: ignore[arg-type]
+                    continue
+            self.requirement_line(line, src, constraint)
         self._stack.pop()
 
     def option_line(self, line: str, src: Source) -> None:
@@ -309,6 +314,7 @@ class _Parser:
         """Add the static [project].dependencies; (False, why) when the file has none to give."""
         text, self.digests[path] = _read_text(path)
         self.files.append(path)
+        tomllib = toml()  # imported here: most nodes have a requirements.txt
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:

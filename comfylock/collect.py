@@ -137,7 +137,7 @@ def _configured(parser: _Parser, source: str, root_real: Path) -> tuple[str | No
 
 def _default(parser: _Parser, root_real: Path) -> tuple[str | None, str]:
     folder, node = parser.folder, parser.node
-    has_pyproject = os.path.lexists(folder / "pyproject.toml")
+    has_pyproject = os.path.lexists(os.path.join(folder, "pyproject.toml"))  # a str: cheaper than a Path
     requirements = folder / "requirements.txt"
     if os.path.lexists(requirements):  # what ComfyUI-Manager installs
         real = _check_inside(requirements, root_real, node, parser.folder_real)
@@ -178,7 +178,10 @@ def _core(root: Path, root_real: Path, settings: NodeSettings, keep_going: bool)
 def _node(
     node: Node, root_real: Path, parent_real: Path, settings: NodeSettings, keep_going: bool
 ) -> NodeInput:
-    folder_real, _ = _real_child(parent_real, node.path)
+    if node.link is False:  # the listing said so: no system call needed
+        folder_real = parent_real / node.path.name
+    else:
+        folder_real, _ = _real_child(parent_real, node.path)
     parser = _Parser(node.name, node.path, settings.allow_options, keep_going, folder_real)
     if not parser.folder_real.is_relative_to(root_real):
         raise InputError(

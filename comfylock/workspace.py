@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,9 @@ class Node:
 
     name: str
     path: Path
+    # Whether path is a symlink or junction, as listing the folder told (None: not known); collect
+    # then needs no system call of its own to know the folder is where it seems.
+    link: bool | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -97,19 +101,29 @@ def find_nodes(root: Path) -> tuple[Node, ...]:
     under custom_nodes/ (not resolved); collect decides what it may read through it.
     """
     custom = root / "custom_nodes"
+    nodes = []
     try:
-        entries = list(custom.iterdir())
+        with os.scandir(custom) as listing:  # one call: the entries' types come with the names
+            for entry in listing:
+                name = entry.name
+                if name.startswith(".") or name == "__pycache__" or name.endswith(".disabled"):
+                    continue
+                # is_dir() follows symlinks, so linked node folders count and dangling links drop out.
+                if entry.is_dir():
+                    nodes.append(Node(name=name, path=custom / name, link=_is_link(entry)))
     except OSError as exc:
         raise WorkspaceError(f"cannot list custom nodes: {exc.strerror or exc}", path=custom) from exc
-    nodes = []
-    for entry in entries:
-        name = entry.name
-        if name.startswith(".") or name == "__pycache__" or name.endswith(".disabled"):
-            continue
-        # is_dir() follows symlinks, so linked node folders count and dangling links drop out.
-        if entry.is_dir():
-            nodes.append(Node(name=name, path=entry))
     return tuple(sorted(nodes, key=_node_sort_key))
+
+
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    # A Windows junction is a reparse point but not a symlink; it may point anywhere, like one.
+    if entry.is_symlink():
+        return True
+    if os.name != "nt":  # elsewhere stat() would cost a system call the listing already saved
+        return False
+    attributes = getattr(entry.stat(follow_symlinks=False), "st_file_attributes", 0)
+    return bool(attributes & stat.FILE_ATTRIBUTE_REPARSE_POINT)
 
 
 def _venv_python(venv: Path, windows: bool) -> Path | None:
