@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sizes", type=_sizes, default=[10, 100, 1000], help="scale-case node counts (default: 10,100,1000)"
     )
-    p.add_argument("--only", help="comma-separated case groups to run: 1,3,4,6,8,9 (default: all)")
+    p.add_argument("--only", help="comma-separated case groups to run: 1,3,4,5,6,8,9 (default: all)")
     p.add_argument("--work", type=Path, default=BENCH_DIR, help="scratch folder (default: .bench/)")
     p.add_argument("--results", type=Path, default=RESULTS, help="the Markdown file to update")
     p.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus" / "ComfyUI")

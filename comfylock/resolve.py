@@ -76,15 +76,19 @@ def run_uv(
     if check and proc.returncode != 0:
         raise UvError(
             f"uv {args[0] if args else ''} {args[1] if len(args) > 1 else ''} failed: "
-            f"{_last_error(proc.stderr)}"
+            f"{_last_error(proc.stderr, proc.returncode)}"
         )
     return proc
 
 
-def _last_error(stderr: str) -> str:
+def _last_error(stderr: str, returncode: int | None = None) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     errs = [ln for ln in lines if ln.startswith("error:")]
-    return (errs[0] if errs else lines[-1] if lines else "no message").removeprefix("error: ")
+    if errs or lines:
+        return (errs[0] if errs else lines[-1]).removeprefix("error: ")
+    if returncode is not None and returncode < 0:  # POSIX: killed (out of memory, a kill, a reboot)
+        return f"uv was stopped by signal {-returncode} before it said anything"
+    return f"uv exited with code {returncode} without a message" if returncode else "no message"
 
 
 @dataclass(frozen=True)
@@ -234,7 +238,7 @@ def compile(request: ResolveRequest) -> list[Resolved]:
             args.append("--refresh")
         proc = run_uv(args, cwd=d, check=False)
         if proc.returncode != 0:
-            raise _failure(proc.stderr)
+            raise _failure(proc.stderr, proc.returncode)
         return _parse_output((d / "out.txt").read_text(encoding="utf-8"), groups)
 
 
@@ -281,7 +285,7 @@ def _parse_output(text: str, groups: Mapping[str, str]) -> list[Resolved]:
     return sorted(out, key=lambda r: r.name)
 
 
-def _failure(stderr: str) -> Exception:
+def _failure(stderr: str, returncode: int | None = None) -> Exception:
     text = stderr.strip()
     if "No solution found" in text or "unsatisfiable" in text:
         explanation = "\n".join(ln for ln in text.splitlines() if not ln.startswith("warning:"))
@@ -290,7 +294,7 @@ def _failure(stderr: str) -> Exception:
             explanation=explanation,
             packages=frozenset(_names_in(explanation)),
         )
-    return UvError(f"uv pip compile failed: {_last_error(text)}")
+    return UvError(f"uv pip compile failed: {_last_error(text, returncode)}")
 
 
 _NAME_IN_MESSAGE = re.compile(r"(?<![\w.-])([A-Za-z0-9][A-Za-z0-9._-]*)(?=[=<>!~\[ ,]|$)")
@@ -323,7 +327,7 @@ def sync(
             args += ["--reinstall-package", name]
         proc = run_uv(args, check=False)
         if proc.returncode != 0:
-            raise UvError(f"uv pip sync failed: {_last_error(proc.stderr)}")
+            raise UvError(f"uv pip sync failed: {_last_error(proc.stderr, proc.returncode)}")
         return proc
 
 
@@ -356,7 +360,7 @@ def pylock(
             if proc.returncode != 0:
                 proc = run_uv(args, cwd=cwd, check=False)
             if proc.returncode != 0:
-                raise UvError(f"uv could not write the pylock: {_last_error(proc.stderr)}")
+                raise UvError(f"uv could not write the pylock: {_last_error(proc.stderr, proc.returncode)}")
             return scratch.read_text(encoding="utf-8")
         finally:
             scratch.unlink(missing_ok=True)
@@ -366,7 +370,7 @@ def pip_check(python: Path) -> str:
     """`uv pip check` of the target: its report (uv prints it on stderr and exits 1 on problems)."""
     proc = run_uv(["pip", "check", "--python", str(python)], check=False)
     if proc.returncode not in (0, 1):
-        raise UvError(f"uv pip check failed: {_last_error(proc.stderr)}")
+        raise UvError(f"uv pip check failed: {_last_error(proc.stderr, proc.returncode)}")
     return proc.stderr
 
 
