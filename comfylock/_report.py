@@ -87,7 +87,14 @@ def check_report(plan: Any, lock_path: Path) -> dict[str, Any]:
 def history_report(entries: Any) -> dict[str, Any]:
     return {
         "entries": [
-            {"id": e.id, "time": e.time, "trigger": e.trigger, "packages": e.packages, "path": str(e.path)}
+            {
+                "id": e.id,
+                "time": e.time,
+                "trigger": e.trigger,
+                "packages": e.packages,
+                "path": str(e.path),
+                "damaged": e.damaged,  # why it cannot be rolled back to; null for a good entry
+            }
             for e in entries
         ]
     }

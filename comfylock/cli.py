@@ -313,7 +313,7 @@ def _history(args: argparse.Namespace, out: Out) -> int:
         out("no history yet (`comfylock sync` records the environment before it changes it)")
     for e in entries:
         if e.damaged:  # listed, so its number is not mistaken for a gap; rollback refuses it
-            out(f"{e.id:>4}  damaged: {e.damaged}")
+            out(f"{e.id:>4}  {e.time}  damaged: {e.damaged}")
         else:
             out(f"{e.id:>4}  {e.time}  {e.packages:>4} packages  before {e.trigger}")
     return 0

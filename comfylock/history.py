@@ -89,12 +89,11 @@ def _entry(number: int, path: Path) -> Entry:
         lock = read_lock(path)
     except LockFileError as e:
         return Entry(number, "?", "?", 0, path, damaged=e.message)
-    if not lock.intact:
-        return Entry(number, "?", "?", 0, path, damaged="its pins do not match its body-sha256 (edited)")
     meta = lock.meta
-    return Entry(
-        number, meta.get("history-time", "?"), meta.get("history-trigger", "?"), len(lock.pins), path
-    )
+    # An entry edited since it was recorded is listed with what it says, but cannot be rolled back to.
+    edited = None if lock.intact else "its pins do not match its body-sha256 (edited)"
+    time, trigger = meta.get("history-time", "?"), meta.get("history-trigger", "?")
+    return Entry(number, time, trigger, len(lock.pins), path, damaged=edited)
 
 
 def entries(user_dir: Path) -> list[Entry]:

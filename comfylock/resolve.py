@@ -84,10 +84,13 @@ def run_uv(
 def _last_error(stderr: str, returncode: int | None = None) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     errs = [ln for ln in lines if ln.startswith("error:")]
-    if errs or lines:
-        return (errs[0] if errs else lines[-1]).removeprefix("error: ")
+    if errs:
+        return errs[0].removeprefix("error: ")
     if returncode is not None and returncode < 0:  # POSIX: killed (out of memory, a kill, a reboot)
-        return f"uv was stopped by signal {-returncode} before it said anything"
+        # uv's last status line ("Resolved 50 packages") says where it was, not what went wrong.
+        return f"uv was stopped by signal {-returncode}" + (f" (after: {lines[-1]})" if lines else "")
+    if lines:
+        return lines[-1]
     return f"uv exited with code {returncode} without a message" if returncode else "no message"
 
 

@@ -108,9 +108,18 @@ def find_nodes(root: Path) -> tuple[Node, ...]:
                 name = entry.name
                 if name.startswith(".") or name == "__pycache__" or name.endswith(".disabled"):
                     continue
-                # is_dir() follows symlinks, so linked node folders count and dangling links drop out.
-                if entry.is_dir():
-                    nodes.append(Node(name=name, path=custom / name, link=_is_link(entry)))
+                # is_dir() follows symlinks, so linked node folders count; dangling, looping or
+                # otherwise broken links drop out, as they would for ComfyUI.
+                try:
+                    if not entry.is_dir():
+                        continue
+                    link = _is_link(entry)
+                    # A junction's own attributes say "folder" even when its target is gone.
+                    if link and not entry.is_symlink() and not os.path.isdir(entry.path):
+                        continue
+                except OSError:
+                    continue
+                nodes.append(Node(name=name, path=custom / name, link=link))
     except OSError as exc:
         raise WorkspaceError(f"cannot list custom nodes: {exc.strerror or exc}", path=custom) from exc
     return tuple(sorted(nodes, key=_node_sort_key))

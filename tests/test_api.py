@@ -96,6 +96,9 @@ def test_uv_failure_without_a_message_says_why():
     """A uv killed by a signal (out of memory, a kill) prints nothing: the error still says what."""
     from comfylock.resolve import _last_error
 
-    assert _last_error("", -9) == "uv was stopped by signal 9 before it said anything"
+    assert _last_error("", -9) == "uv was stopped by signal 9"
+    assert _last_error("Resolved 50 packages in 12ms\n", -9) == (
+        "uv was stopped by signal 9 (after: Resolved 50 packages in 12ms)"
+    )
     assert _last_error("", 2) == "uv exited with code 2 without a message"
     assert _last_error("warning: slow\nerror: boom\n  caused by: x", 1) == "boom"

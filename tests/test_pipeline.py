@@ -228,7 +228,7 @@ def test_damaged_history_entry_is_listed_as_such_and_refused(comfy, venv, index,
     capsys.readouterr()
     assert run(root, venv, index, "history") == 0
     out = capsys.readouterr().out
-    assert "   2  damaged: " in out and "   1  " in out
+    assert "damaged: its pins do not match" in out and "   1  " in out
     assert run(root, venv, index, "rollback") == 2
     err = capsys.readouterr().err
     assert "history entry 2 cannot be read" in err and "--to 1" in err

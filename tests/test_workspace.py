@@ -460,3 +460,16 @@ def test_nvidia_driver_check_runs_here(monkeypatch: pytest.MonkeyPatch) -> None:
     assert workspace._nvidia_driver_present()
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert workspace._nvidia_driver_present() is os.path.exists("/proc/driver/nvidia/version")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlink loops need POSIX symlinks")
+def test_broken_or_looping_node_links_are_skipped(tmp_path: Path) -> None:
+    """ComfyUI skips them; one bad entry must not stop every command."""
+    root = make_comfyui(tmp_path / "ComfyUI")
+    custom = root / "custom_nodes"
+    (custom / "Good").mkdir(parents=True)
+    (custom / "file.txt").write_text("")
+    os.symlink("loop", custom / "loop")  # points at itself
+    os.symlink(custom / "file.txt" / "x", custom / "notdir")
+    os.symlink(tmp_path / "gone", custom / "dangling")
+    assert [n.name for n in find_nodes(root)] == ["Good"]
