@@ -123,22 +123,12 @@ def installed(venv: Path) -> dict[str, str]:
     return {d["name"]: d["version"] for d in json.loads(out)}
 
 
+def uv(*args: str) -> str:
+    """Run the uv that comfylock uses; its standard output."""
+    done = subprocess.run([sys.executable, "-m", "uv", *args], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
 def install(venv: Path, folder: Path, *specs: str) -> None:
     """Install `specs` into the target from a --find-links folder only."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "uv",
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(venv),
-            "--no-index",
-            "--find-links",
-            str(folder),
-            *specs,
-        ],
-        check=True,
-    )
+    uv("pip", "install", "--quiet", "--python", str(venv), "--no-index", "--find-links", str(folder), *specs)

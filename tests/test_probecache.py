@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import install
+from conftest import install, uv
 from wheels import make_wheel
 
 from comfylock._names import canon
@@ -92,12 +92,7 @@ def test_another_interpreter_has_its_own_entry(venv, tmp_path, monkeypatch):
 
 
 def uv_freeze(venv: Path) -> list[str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "freeze", "--python", str(venv)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = uv("pip", "freeze", "--python", str(venv))
     return sorted(f"{canon(line.split('==')[0])}=={line.split('==')[1]}" for line in out.split())
 
 
@@ -118,21 +113,7 @@ def test_probe_leaves_freeze_to_uv_for_what_a_plain_pin_cannot_say(venv, tmp_pat
     install(venv, wheels, "gamma==1.0")
     assert probe_target(venv).frozen == ("gamma==1.0",)
     wheel = next(wheels.glob("gamma-*.whl"))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "uv",
-            "pip",
-            "install",
-            "-q",
-            "--reinstall",
-            "--python",
-            str(venv),
-            str(wheel),
-        ],
-        check=True,
-    )
+    uv("pip", "install", "-q", "--reinstall", "--python", str(venv), str(wheel))
     assert probe_target(venv).frozen is None
 
 
