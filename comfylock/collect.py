@@ -6,6 +6,7 @@ import os
 from collections.abc import Collection as AbstractSet
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -41,7 +42,11 @@ class Req:
 
     @property
     def name(self) -> NormalizedName:
-        return canonicalize_name(self.requirement.name)
+        return _canonical(self.requirement.name)
+
+
+# Asked twice per requirement by every policy pass; a thousand nodes name the same few hundred packages.
+_canonical = lru_cache(maxsize=4096)(canonicalize_name)
 
 
 @dataclass(frozen=True)
