@@ -1,11 +1,11 @@
-"""What the target interpreter answered last time, reused while nothing it answered from has changed.
+"""The interpreter's part of the target's last answer, reused while nothing it came from changed.
 
-Running the target costs 15-25 ms, as much as everything else in a no-op compile or sync. Its answer
-(version, platform, sys.path, installed distributions) depends only on the interpreter binary, the
-venv's pyvenv.cfg and the folders on its sys.path: installing, removing or upgrading a distribution,
-or adding a .pth file, adds or removes entries in one of those folders and so changes its mtime. A
-folder changed within the last seconds may change again within the clock's granularity without its
-mtime moving, so an answer read from such a folder is not stored (git's "racy clean" rule).
+Running the target costs 15-25 ms, as much as everything else in a no-op compile or sync. Its version,
+platform, sys.path and own site folders depend only on the interpreter, pyvenv.cfg, .pth files and
+which folders exist (see _key); what is installed is read from the folders afresh each time
+(_envscan), so installing or removing packages never makes the answer stale. A file changed within
+the last seconds may change again within the clock's granularity without its stamp moving, so an
+answer read from such a file is not stored (git's "racy clean" rule).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from ._fs import WriteError, atomic_write
 
-_FORMAT = 2
+_FORMAT = 3
 _RACY_NS = 2_000_000_000  # coarse file system clocks (FAT: 2 s) and kernel timestamp caching
 
 
@@ -31,22 +31,34 @@ def _stamp(path: Path | str) -> list[int] | None:
     return [st.st_mtime_ns, st.st_size, st.st_ino]
 
 
-def _watched(python: Path, facts: dict[str, Any]) -> list[str]:
-    """Every file and folder the answer came from: the interpreter (a venv's link followed; on
-    Windows its launcher and the base interpreter), pyvenv.cfg, each sys.path entry (a missing one
-    too: it may appear), .pth and ._pth files (edited in place, they move no folder's mtime) and the
-    metadata files the probe had to open."""
-    paths = [str(python), str(python.parent / "pyvenv.cfg"), str(python.parent.parent / "pyvenv.cfg")]
-    paths += [str(facts.get("base", "")), *facts.get("paths", ()), *facts.get("opened", ())]
-    for folder in {*facts.get("paths", ()), str(python.parent), str(Path(str(facts.get("base", ""))).parent)}:
+def _key(python: Path, script: str, facts: dict[str, Any]) -> dict[str, Any]:
+    """Everything the interpreter's part of the answer came from. Stamped (their contents matter):
+    the interpreter (a venv's link followed; on Windows also the base interpreter behind the
+    launcher), pyvenv.cfg, every .pth/._pth file. Only whether it exists: each sys.path entry, each
+    folder site.py would add once it exists, each folder a .pth file lists, and sitecustomize.py or
+    usercustomize.py on sys.path, which may change sys.path. What is installed is not in the key: it
+    is read afresh from the folders every time."""
+    base = str(facts.get("base", ""))
+    stamped = [str(python), str(python.parent / "pyvenv.cfg"), str(python.parent.parent / "pyvenv.cfg"), base]
+    paths = [str(p) for p in facts.get("paths", ())]
+    present = [*paths, *(str(c) for c in facts.get("candidates", ()))]
+    for folder in {*paths, str(python.parent), str(Path(base).parent)}:
         try:
             names = os.listdir(folder)
         except OSError:
             continue
         for pth in (os.path.join(folder, n) for n in names if n.endswith((".pth", "._pth"))):
-            paths.append(pth)
-            paths += _pth_folders(pth)
-    return sorted(set(paths))
+            stamped.append(pth)
+            present += _pth_folders(pth)
+        present += [os.path.join(folder, n) for n in ("sitecustomize.py", "usercustomize.py")]
+    machine = os.uname().machine if hasattr(os, "uname") else os.environ.get("PROCESSOR_ARCHITECTURE", "")
+    return {
+        "format": _FORMAT,
+        "script": hashlib.sha256(script.encode()).hexdigest(),
+        "machine": machine,  # an arm64 Mac running us under Rosetta gets x86_64 answers
+        "stamps": {p: _stamp(p) for p in sorted(set(stamped))},
+        "present": {p: os.path.exists(p) for p in sorted(set(present))},
+    }
 
 
 def _pth_folders(pth: str) -> list[str]:
@@ -58,16 +70,6 @@ def _pth_folders(pth: str) -> list[str]:
         return []
     base = os.path.dirname(pth)
     return [os.path.join(base, ln) for ln in lines if ln and not ln.startswith(("#", "import ", "import\t"))]
-
-
-def _key(python: Path, script: str, facts: dict[str, Any]) -> dict[str, Any]:
-    machine = os.uname().machine if hasattr(os, "uname") else os.environ.get("PROCESSOR_ARCHITECTURE", "")
-    return {
-        "format": _FORMAT,
-        "script": hashlib.sha256(script.encode()).hexdigest(),
-        "machine": machine,  # an arm64 Mac running us under Rosetta gets x86_64 answers
-        "stamps": {p: _stamp(p) for p in _watched(python, facts)},
-    }
 
 
 def load(cache: Path, python: Path, script: str) -> str | None:

@@ -306,15 +306,21 @@ def _parse_probe(python: Path, stdout: str) -> Target:
 def probe_target(python: Path, cache: Path | None = None) -> Target:
     """Run `python` once (argument list, no shell) and read its version, platform and installed packages.
 
-    With `cache` (a JSON file), the last answer is reused while the interpreter, its pyvenv.cfg and
-    every folder on its sys.path are unchanged (see _probecache).
+    With `cache` (a JSON file), the interpreter's part of the last answer (version, platform, sys.path,
+    its own site folders) is reused while nothing it came from changed (see _probecache), and what is
+    installed is read from those folders in this process (see _envscan): no run of the target at all.
     """
     from . import _probecache
 
     if cache is not None:
         answer = _probecache.load(cache, python, _PROBE_SCRIPT)
         if answer is not None:
-            return _parse_probe(python, answer)
+            # The interpreter and where its folders are: known. What is in them: read now, here.
+            from ._envscan import scan
+
+            facts = json.loads(answer)
+            facts.update(scan(facts["paths"], facts["own"]))
+            return _parse_probe(python, json.dumps(facts))
     import subprocess  # here: a cached answer needs no subprocess, and sync runs at every start
 
     started = _probecache.now_ns()

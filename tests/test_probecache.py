@@ -48,14 +48,19 @@ def test_answer_is_reused_while_nothing_changed(venv, tmp_path, monkeypatch):
     assert again == first and again.site_dirs == first.site_dirs and again.fresh is None
 
 
-def test_an_install_makes_it_probe_again(venv, tmp_path, monkeypatch):
+def test_an_install_is_seen_without_running_the_target_again(venv, tmp_path, monkeypatch):
+    """What is installed is read from the folders each time; only the interpreter's facts are kept."""
     cache = tmp_path / "cache.json"
     age(venv)
     remember(probe_target(venv, cache))
     wheels = tmp_path / "wheels"
     make_wheel(wheels, "gamma", "1.0")
-    install(venv, wheels, "gamma==1.0")  # a new .dist-info folder: site-packages' mtime moves
-    assert probe_target(venv, cache).installed.get("gamma") == "1.0"
+    install(venv, wheels, "gamma==1.0")
+    with monkeypatch.context() as m:
+        no_subprocess(m)
+        target = probe_target(venv, cache)
+    assert target.installed.get("gamma") == "1.0" and target.frozen == ("gamma==1.0",)
+    assert target == probe_target(venv)  # the same answer as running the target
 
 
 def test_a_just_changed_environment_is_not_stored(venv, tmp_path):

@@ -1,0 +1,97 @@
+"""What a Python environment holds, read from its folders alone (no import, no metadata library).
+
+This file is also the first half of the script comfylock runs inside the target interpreter (see
+_probe_script), so it keeps to Python 3.8 and the standard library and defines only functions. Once
+the target has said what its sys.path and own site folders are, comfylock runs `scan` itself: an
+install changes what is in the folders, not where they are, so no new run of the target is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+# PEP 440's normal form, as installers name a .dist-info folder.
+_NORMAL = re.compile(
+    "(?:[0-9]+!)?[0-9]+(?:[.][0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:[.]post[0-9]+)?(?:[.]dev[0-9]+)?"
+    "(?:[+][a-z0-9]+(?:[.][a-z0-9]+)*)?"
+)
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _read_name_version(folder: str, entry: str) -> tuple[str, str]:
+    fields: dict[str, str] = {}
+    for meta in ("METADATA", "PKG-INFO"):
+        try:
+            with open(os.path.join(folder, entry, meta), encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if not line.strip():
+                        break
+                    key, _, value = line.partition(":")
+                    fields.setdefault(key.strip(), value.strip())
+            break
+        except OSError:
+            continue
+    return fields.get("Name", ""), fields.get("Version", "")
+
+
+def _installed(paths: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Distributions from their *.dist-info / *.egg-info folder names, the first on sys.path winning as
+    it does for import, and the folders that could be listed. Only a name without a version is opened:
+    importlib.metadata, parsing every METADATA file, costs more than the rest of a no-op compile."""
+    installed: dict[str, str] = {}
+    listed: list[str] = []
+    for folder in paths:
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        listed.append(folder)
+        for entry in entries:
+            stem, _, kind = entry.rpartition(".")
+            if kind not in ("dist-info", "egg-info"):
+                continue
+            name, _, rest = stem.partition("-")
+            version = rest.split("-")[0]
+            if not version:
+                name, version = _read_name_version(folder, entry)
+            if name and version:
+                installed.setdefault(_canonical(name), version)
+    return installed, listed
+
+
+def _frozen(own: list[str]) -> list[str] | None:
+    """`uv pip freeze`'s lines for the environment's own folders (where uv installs, and what it lists)
+    when every distribution there is a plain registry install; None when a line would have to say more
+    (a URL, VCS or editable install, a legacy egg, two versions of one name, an odd version)."""
+    frozen: list[str] = []
+    names: set[str] = set()
+    for folder in own:
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            stem, _, kind = entry.rpartition(".")
+            if kind in ("egg-link", "egg-info") or entry.startswith("__editable__"):
+                return None
+            if kind != "dist-info":
+                continue
+            name, _, version = stem.partition("-")
+            name = _canonical(name)
+            direct = os.path.exists(os.path.join(folder, entry, "direct_url.json"))
+            if not _NORMAL.fullmatch(version) or name in names or direct:
+                return None
+            names.add(name)
+            frozen.append(name + "==" + version)
+    return sorted(frozen)
+
+
+def scan(paths: list[str], own: list[str]) -> dict[str, object]:
+    """installed, site_dirs and frozen of an environment whose sys.path is `paths` (absolute) and
+    whose own site folders are `own`."""
+    installed, listed = _installed(paths)
+    return {"installed": installed, "site_dirs": listed, "frozen": _frozen(own)}
