@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import re
 
-# PEP 440's normal form, as installers name a .dist-info folder.
-_NORMAL = re.compile(
+# PEP 440's normal form, as installers name a .dist-info folder and uv writes a pin. [0-9], not \d:
+# packaging refuses digits other than ASCII ones.
+NORMAL_VERSION = re.compile(
     "(?:[0-9]+!)?[0-9]+(?:[.][0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:[.]post[0-9]+)?(?:[.]dev[0-9]+)?"
     "(?:[+][a-z0-9]+(?:[.][a-z0-9]+)*)?"
 )
@@ -83,7 +84,7 @@ def _frozen(own: list[str]) -> list[str] | None:
             name, _, version = stem.partition("-")
             name = _canonical(name)
             direct = os.path.exists(os.path.join(folder, entry, "direct_url.json"))
-            if not _NORMAL.fullmatch(version) or name in names or direct:
+            if not NORMAL_VERSION.fullmatch(version) or name in names or direct:
                 return None
             names.add(name)
             frozen.append(name + "==" + version)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from . import __version__, collect, policy, resolve
+from ._fs import file_digest
 from .config import Config
 from .resolve import IndexOptions
 from .workspace import Target
@@ -39,13 +39,6 @@ def _policy_names(entries: Mapping[str, Any]) -> Iterator[str]:
         yield from walk(name, sections)
 
 
-def _read_digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return "missing"
-
-
 def fingerprint(
     coll: collect.Collection,
     pol: policy.Policy,
@@ -62,7 +55,7 @@ def fingerprint(
         # The bytes collect parsed: hashing the files again could see a later edit.
         parsed = dict(zip(inp.files, inp.digests, strict=False))
         for f in inp.files:
-            files.append((inp.node, inp.chosen, str(f), parsed.get(f) or _read_digest(f)))
+            files.append((inp.node, inp.chosen, str(f), parsed.get(f) or file_digest(f) or "missing"))
     names = policy_names(pol.entries)
     state = {
         "comfylock": __version__,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 from ._exceptions import ComfylockError, InputError
 
@@ -98,6 +100,43 @@ def _sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def is_link(st: os.stat_result) -> bool:
+    """A symlink, or a Windows junction: a reparse point that is not S_ISLNK yet may point anywhere."""
+    return stat.S_ISLNK(st.st_mode) or bool(
+        getattr(st, "st_file_attributes", 0) & stat.FILE_ATTRIBUTE_REPARSE_POINT
+    )
+
+
+def file_digest(path: Path | str) -> str | None:
+    """sha256 of a file's bytes; None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def read_json_dict(path: Path) -> dict[str, Any]:
+    """A JSON object from a cache file comfylock keeps; {} when absent, damaged or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def update_json_dict(path: Path, key: str, value: Any) -> None:
+    """Set one key of such a cache file. A failure is ignored: a cache only saves time, and a
+    read-only install must still work."""
+    data = read_json_dict(path)
+    data[key] = value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(data, sort_keys=True) + "\n")
+    except (OSError, WriteError):
+        pass
+
+
 def resolve_path(path: Path) -> Path:
     try:
         return path.resolve()
@@ -114,10 +153,7 @@ def real_child(parent_real: Path, path: Path) -> tuple[Path, bool]:
         st = os.lstat(path)
     except OSError:
         return resolve_path(path), True  # missing or unreadable: resolve() gives its answer or error
-    # A Windows junction is a reparse point but not S_ISLNK; it may point anywhere, like a symlink.
-    link = stat.S_ISLNK(st.st_mode) or bool(
-        getattr(st, "st_file_attributes", 0) & stat.FILE_ATTRIBUTE_REPARSE_POINT
-    )
+    link = is_link(st)
     return (resolve_path(path) if link else parent_real / path.name), link
 
 

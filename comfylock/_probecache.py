@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._fs import WriteError, atomic_write
+from ._fs import read_json_dict, update_json_dict
 
 _FORMAT = 3
 _RACY_NS = 2_000_000_000  # coarse file system clocks (FAT: 2 s) and kernel timestamp caching
@@ -75,7 +75,7 @@ def _pth_folders(pth: str) -> list[str]:
 def load(cache: Path, python: Path, script: str) -> str | None:
     """The stored answer for `python` when every input it came from is unchanged, else None."""
     try:
-        entry = json.loads(cache.read_text(encoding="utf-8")).get(str(python))
+        entry = read_json_dict(cache).get(str(python))
         answer = str(entry["answer"])
         if entry["key"] == _key(python, script, json.loads(answer)):
             return answer
@@ -95,17 +95,7 @@ def key_after_probe(python: Path, script: str, answer: str, started: int) -> dic
 
 def store(cache: Path, python: Path, key: dict[str, Any], answer: str) -> None:
     """Remember `answer` under `key` (from key_after_probe) for the next run."""
-    try:
-        data = json.loads(cache.read_text(encoding="utf-8"))
-        data = data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        data = {}
-    data[str(python)] = {"key": key, "answer": answer}
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(cache, json.dumps(data, sort_keys=True) + "\n")
-    except (OSError, WriteError):
-        pass  # a read-only install still works, only without the shortcut
+    update_json_dict(cache, str(python), {"key": key, "answer": answer})
 
 
 def now_ns() -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, resolve
-from ._fs import WriteError, atomic_write
+from ._fs import file_digest, is_link, read_json_dict, update_json_dict
 from .workspace import Target, Workspace
 
 _FORMAT = 2
@@ -57,10 +57,7 @@ def _kind(path: Path | str) -> str:
         st = os.lstat(path)
     except OSError:
         return "missing"
-    # A Windows junction is a reparse point but not S_ISLNK; it may be pointed elsewhere like a link.
-    if stat.S_ISLNK(st.st_mode) or getattr(st, "st_file_attributes", 0) & stat.FILE_ATTRIBUTE_REPARSE_POINT:
-        return "link"
-    return "dir" if stat.S_ISDIR(st.st_mode) else "file"
+    return "link" if is_link(st) else "dir" if stat.S_ISDIR(st.st_mode) else "file"
 
 
 def _identity(path: Path | str) -> list[int] | None:
@@ -73,13 +70,7 @@ def _identity(path: Path | str) -> list[int] | None:
 
 
 def _content(path: str, known: str | None) -> list[Any]:
-    if known is None:
-        try:
-            with open(path, "rb") as f:
-                known = hashlib.sha256(f.read()).hexdigest()
-        except OSError:
-            pass
-    return [_kind(path), _identity(path), known]
+    return [_kind(path), _identity(path), known if known is not None else file_digest(path)]
 
 
 def watched(ws: Workspace, read: Iterable[str], policy_files: Iterable[Path]) -> list[str]:
@@ -134,19 +125,11 @@ def digest(
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _entries(cache: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(cache.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def lookup(
     cache: Path, lock_path: Path, ws: Workspace, target: Target, args: Mapping[str, Any]
 ) -> str | None:
     """The fingerprint the last compile of `lock_path` computed, when nothing it read has changed."""
-    entry = _entries(cache).get(str(lock_path))
+    entry = read_json_dict(cache).get(str(lock_path))
     try:
         files = snapshot(entry["files"], {})
         if entry["digest"] == digest(ws, target, files, entry["names"], args):
@@ -161,10 +144,5 @@ def record(
 ) -> None:
     """Remember what a compile read: call it once the lock is written or found up to date, with the
     digest taken right after collecting (a file edited while uv resolved must not count as read)."""
-    data = _entries(cache)
-    data[str(lock_path)] = {"fingerprint": fingerprint, "files": files, "names": names, "digest": quick}
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(cache, json.dumps(data, sort_keys=True) + "\n")
-    except (OSError, WriteError):
-        pass  # without the shortcut the next compile is only slower
+    entry = {"fingerprint": fingerprint, "files": files, "names": names, "digest": quick}
+    update_json_dict(cache, str(lock_path), entry)

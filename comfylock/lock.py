@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._envscan import NORMAL_VERSION
 from ._exceptions import LockFileError
 from ._fs import atomic_write
 from ._names import canon
@@ -30,9 +31,8 @@ _OPTIONS = ("--index-url", "--extra-index-url", "--find-links", "--no-index")
 # `name==version` with a version in PEP 440's normal form, as uv writes every registry pin: read without
 # packaging, whose import alone costs more than the rest of a no-op sync. Anything else takes the full parser.
 _SIMPLE_PIN = re.compile(
-    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)==(?P<version>(?:\d+!)?\d+(?:\.\d+)*"
-    r"(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?)",
-    re.ASCII,  # \d would take any Unicode digit, which packaging refuses
+    rf"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)==(?P<version>{NORMAL_VERSION.pattern})",
+    re.ASCII,
 )
 _REQUESTED = re.compile(r"^requested by (?P<node>.+?) \((?P<file>[^()]*):(?P<line>\d+)\): ?(?P<text>.*)$")
 

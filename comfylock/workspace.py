@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import WorkspaceError
+from ._fs import is_link
 from ._probe_script import PROBE_SCRIPT as _PROBE_SCRIPT
 
 
@@ -131,8 +131,7 @@ def _is_link(entry: os.DirEntry[str]) -> bool:
         return True
     if os.name != "nt":  # elsewhere stat() would cost a system call the listing already saved
         return False
-    attributes = getattr(entry.stat(follow_symlinks=False), "st_file_attributes", 0)
-    return bool(attributes & stat.FILE_ATTRIBUTE_REPARSE_POINT)
+    return is_link(entry.stat(follow_symlinks=False))
 
 
 def _venv_python(venv: Path, windows: bool) -> Path | None:
@@ -276,6 +275,10 @@ def _parse_probe(python: Path, stdout: str) -> Target:
         facts = json.loads(lines[-1]) if lines else None
     except ValueError:
         facts = None
+    return _target(python, facts)
+
+
+def _target(python: Path, facts: Any) -> Target:
     keys = ("version", "implementation", "sys_platform", "machine")
     if (
         not isinstance(facts, dict)
@@ -320,7 +323,7 @@ def probe_target(python: Path, cache: Path | None = None) -> Target:
 
             facts = json.loads(answer)
             facts.update(scan(facts["paths"], facts["own"]))
-            return _parse_probe(python, json.dumps(facts))
+            return _target(python, facts)
     import subprocess  # here: a cached answer needs no subprocess, and sync runs at every start
 
     started = _probecache.now_ns()
