@@ -19,8 +19,12 @@ NORMAL_VERSION = re.compile(
 )
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def canonical(name: str) -> str:
+    """PEP 503's normal form, as packaging's canonicalize_name gives it (here too, standalone)."""
+    return _SEPARATORS.sub("-", name).lower()
 
 
 def _read_name_version(folder: str, entry: str) -> tuple[str, str]:
@@ -60,7 +64,7 @@ def _installed(paths: list[str]) -> tuple[dict[str, str], list[str]]:
             if not version:
                 name, version = _read_name_version(folder, entry)
             if name and version:
-                installed.setdefault(_canonical(name), version)
+                installed.setdefault(canonical(name), version)
     return installed, listed
 
 
@@ -82,7 +86,7 @@ def _frozen(own: list[str]) -> list[str] | None:
             if kind != "dist-info":
                 continue
             name, _, version = stem.partition("-")
-            name = _canonical(name)
+            name = canonical(name)
             direct = os.path.exists(os.path.join(folder, entry, "direct_url.json"))
             if not NORMAL_VERSION.fullmatch(version) or name in names or direct:
                 return None

@@ -6,14 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ._envscan import canonical
+
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_SEPARATORS = re.compile(r"[-_.]+")
-
-
-def canon(name: str) -> str:
-    """PEP 503's normal form, as packaging's canonicalize_name gives it. Here, not imported from
-    packaging: the no-op sync path (every ComfyUI start) must not pay packaging's import cost."""
-    return _SEPARATORS.sub("-", name).lower()
+# PEP 503's normal form. Not packaging's canonicalize_name: the no-op sync path (every ComfyUI start)
+# must not pay packaging's import cost. The probe script carries the same function into the target.
+canon = canonical
 
 
 def req_name(text: str) -> str | None:
