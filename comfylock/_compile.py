@@ -10,8 +10,8 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from . import __version__, collect, lock, policy, resolve
-from ._exceptions import ResolutionError
+from . import __version__, _failures, collect, lock, policy, resolve
+from ._exceptions import ResolutionError, UvError
 from ._git import git_commit
 from .lock import Lock, Pin, Request
 from .resolve import IndexOptions
@@ -112,12 +112,15 @@ def resolve_pins(
     """Resolve with the policy's soft pins, dropping them as their on_failure says."""
     groups, constraints = inputs(outcome)
     pins = list(outcome.pins)
+    root = next((i.path for i in coll.inputs if i.node == collect.CORE), None)
     while True:
         request = make_request(
             base, groups, [*constraints, *outcome.constraints, *(p.requirement for p in pins)], outcome
         )
         try:
-            return resolve_cache_first(request)
+            resolved, said, used_cache = resolve_cache_first(request)
+        except UvError as e:
+            raise _failures.compile_failure(e, outcome.requirements, root) from None
         except ResolutionError as e:
             blamed = [p for p in pins if resolve_name(p.requirement) in e.packages] or pins
             droppable = [p for p in blamed if p.on_failure != "fail"]
@@ -134,6 +137,13 @@ def resolve_pins(
                         f"pin {p.requirement} (asked by {p.package}'s policy) could not hold; "
                         "resolved without it"
                     )
+            continue
+        direct = {r.name: r.groups for r in resolved}
+        parents = {r.name: r.parents for r in resolved}
+        for w in _failures.attributed_warnings(said, outcome.requirements, direct, parents, root):
+            if w not in warnings:
+                warnings.append(w)
+        return resolved, used_cache
 
 
 def make_request(
@@ -152,14 +162,17 @@ def make_request(
     )
 
 
-def resolve_cache_first(request: resolve.ResolveRequest) -> tuple[list[resolve.Resolved], bool]:
-    """With a previous lock, uv's cache usually answers: try it offline, go online only if it cannot."""
+def resolve_cache_first(
+    request: resolve.ResolveRequest,
+) -> tuple[list[resolve.Resolved], tuple[str, ...], bool]:
+    """With a previous lock, uv's cache usually answers: try it offline, go online only if it cannot.
+    Returns the pins, uv's warnings and whether the cache answered."""
     if request.preferences and not (request.offline or request.upgrade or request.refresh):
         try:
-            return resolve.compile(replace(request, offline=True)), True
+            return (*resolve.compile_warned(replace(request, offline=True)), True)
         except Exception:  # noqa: BLE001 - any offline failure is retried online, which decides
             pass
-    return resolve.compile(request), False
+    return (*resolve.compile_warned(request), False)
 
 
 def build_lock(

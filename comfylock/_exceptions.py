@@ -62,9 +62,23 @@ class BusyError(ComfylockError):
 
 
 class UvError(ComfylockError):
-    """uv ran and failed for a reason other than an unsatisfiable resolution."""
+    """uv ran and failed for a reason other than an unsatisfiable resolution. `details`: uv's own
+    standard error, whole (printed under --verbose and in --json); the message already carries its
+    cause chain on one line."""
 
     exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+        details: str = "",
+    ) -> None:
+        super().__init__(message, path=path, line=line, hint=hint)
+        self.details = details
 
 
 class ResolutionError(ComfylockError):

@@ -57,7 +57,21 @@ def compile_report(r: Any) -> dict[str, Any]:
 
 
 def sync_report(r: Any) -> dict[str, Any]:
+    info = getattr(r, "rollback", None)
+    extra = {}
+    if info is not None:  # rollback's report: what it undoes
+        e = info.entry
+        extra["undoes"] = {
+            "entry": e.id,
+            "time": e.time,
+            "trigger": e.trigger,
+            "later_changes": info.later,
+            "entry_packages": e.packages,
+            "installed_packages": info.installed,
+            "lock_written": str(info.lock_written) if info.lock_written else None,
+        }
     return {
+        **extra,
         "lock": str(r.lock_path),
         "dry_run": r.dry_run,
         "noop": r.plan.is_noop,
@@ -98,3 +112,14 @@ def history_report(entries: Any) -> dict[str, Any]:
             for e in entries
         ]
     }
+
+
+def rollback_lines(info: Any, plan: Any, changes: int) -> list[str]:
+    """What a rollback undoes, said before it does it (and all a --dry-run does)."""
+    e = info.entry
+    later = f" and the {info.later} change{'s' if info.later != 1 else ''} after it" if info.later else ""
+    return [
+        f"rollback to history entry {e.id}: undoes `{e.trigger}` of {e.time}{later}",
+        f"  entry {e.id} holds {e.packages} packages; the environment has {info.installed} now; "
+        + (f"{changes} change" + ("s" if changes != 1 else "") if changes else "nothing changes"),
+    ]

@@ -26,7 +26,7 @@ from .resolve import IndexOptions
 from .workspace import Target, Workspace, open_workspace, probe_target, remember
 
 if TYPE_CHECKING:
-    from . import collect, inspect, policy
+    from . import _rollback, collect, inspect, policy
 
 USER_REQUIREMENTS = "requirements.txt"
 USER_POLICY = "pip-policy.user.json"
@@ -99,6 +99,9 @@ def compile(  # noqa: A001 - the command's name
 ) -> CompileResult:
     """Resolve core + nodes + user requirements at once and write the lock (unless nothing changed)."""
     ws, cfg = ctx.ws, ctx.config
+    from ._typed_names import check_node_names
+
+    check_node_names(ws, skip_nodes, cfg)
     index = index or cfg.index or IndexOptions.from_env(os.environ)
     target = probe_target(ws.python, ws.probe_cache)
     skip = frozenset(skip_nodes) | cfg.skip
@@ -238,6 +241,7 @@ class SyncResult:
     entry: history.Entry | None = None  # the history entry recorded before changing anything
     dry_run: bool = False
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    rollback: _rollback.RollbackInfo | None = None  # set by rollback()
 
 
 @locked
@@ -249,10 +253,12 @@ def sync_env(
     offline: bool = False,
     trigger: str | None = None,
     force: bool = False,
+    offline_first: bool = False,
 ) -> SyncResult:
     """Make the target environment exactly the lock (a comfylock lock, a requirements file or a PEP 751
     pylock); record the state before in the history first. A lock made for another Python or platform
-    is refused unless `force`."""
+    is refused unless `force`. `offline_first`: try uv's cache alone, then the network, as one
+    operation with one history entry."""
     path = lock_file or ctx.lock_path
     target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
     the_lock = export.read_any(path, export.marker_environment(target))
@@ -290,18 +296,29 @@ def sync_env(
     )
     history.begin(ctx.ws.user_dir, entry.id, [c.name for c in p.changes] + list(p.reinstall))
     try:
-        sync.apply(p, ctx.ws.python, index, offline=offline)
+        try:
+            said = sync.apply(p, ctx.ws.python, index, offline=offline or offline_first)
+        except UvError:
+            if not offline_first or offline:
+                raise
+            said = sync.apply(p, ctx.ws.python, index)  # the cache lacked something: same entry
     except UvError as e:
         if _freeze(probe_target(ctx.ws.python)) == frozen:  # uv stopped before changing anything
             history.end(ctx.ws.user_dir, restore=unfinished)
-        raise UvError(
-            e.message,
-            hint=f"the environment before this sync is history entry {entry.id}; "
-            f"`comfylock rollback --to {entry.id}` restores it",
-        ) from None
+        from ._failures import sync_failure
+
+        back = (
+            f"the environment before this sync is history entry {entry.id}; "
+            f"`comfylock rollback --to {entry.id}` restores it"
+        )
+        raise sync_failure(e, the_lock, back) from None
     if unfinished:  # uv's uninstall of a half-written package can leave its .dist-info behind
         sync.remove_torn(target.site_dirs, unfinished.packages)
     history.end(ctx.ws.user_dir)
+    if said:
+        from ._failures import sync_warnings
+
+        warnings += sync_warnings(said, the_lock)
     return SyncResult(p, path, entry, False, tuple(warnings))
 
 
@@ -309,19 +326,6 @@ def _freeze(target: Target) -> list[str]:
     """The environment as `uv pip freeze` lists it: from the probe when it holds only plain registry
     installs (the environment is read once a run), else from uv (URLs, editables, legacy installs)."""
     return list(target.frozen) if target.frozen is not None else resolve.freeze(target.python)
-
-
-@locked
-def rollback(ctx: Context, *, to: int | None = None, dry_run: bool = False) -> SyncResult:
-    """Sync a history entry (default: the state before the last sync). Offline first: uv's cache
-    holds what was installed before, so a rollback needs no network unless the cache was cleaned."""
-    entry = history.get(ctx.ws.user_dir, to)
-    try:
-        return sync_env(
-            ctx, lock_file=entry.path, dry_run=dry_run, offline=True, trigger=f"rollback to {entry.id}"
-        )
-    except UvError:
-        return sync_env(ctx, lock_file=entry.path, dry_run=dry_run, trigger=f"rollback to {entry.id}")
 
 
 def list_history(ctx: Context) -> list[history.Entry]:
@@ -344,13 +348,17 @@ class CheckReport:
     plan: sync.SyncPlan
     stale: tuple[inspect.Stale, ...] = ()
     broken: tuple[inspect.Broken, ...] = ()
+    rolled_back: history.Entry | None = None  # the environment is at this entry by a rollback
 
 
 def check_report(ctx: Context) -> CheckReport:
     """check(), plus whether the lock is stale and what `uv pip check` finds broken."""
-    from . import _compile, inspect
+    from . import _compile, _rollback, inspect
 
     ws, cfg = ctx.ws, ctx.config
+    from ._typed_names import check_node_names
+
+    check_node_names(ws, (), cfg)
     target = probe_target(ws.python, ws.probe_cache)
     the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))
     try:
@@ -362,7 +370,8 @@ def check_report(ctx: Context) -> CheckReport:
     broken = inspect.parse_pip_check(resolve.pip_check(ws.python))
     unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
     p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
-    return CheckReport(p, tuple(stale), tuple(broken))
+    back = None if p.is_noop else _rollback.rolled_back_to(ws.user_dir, target.installed)
+    return CheckReport(p, tuple(stale), tuple(broken), back)
 
 
 # --- the user's own requirements -----------------------------------------------------------------
@@ -411,3 +420,7 @@ def _user_lines(path: Path) -> list[str]:
         for ln in path.read_text(encoding="utf-8").splitlines()
         if ln.strip() and not ln.lstrip().startswith("#")
     ]
+
+
+# Rollback lives in its own module; it is part of this API.
+from ._rollback import RollbackInfo, rollback, rolled_back  # noqa: E402, F401

@@ -68,7 +68,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", help="sync back to an earlier state from the history")
     _common(p)
     p.add_argument("--to", metavar="ID", type=int, help="history entry (default: before the last sync)")
-    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="say what would be undone, change nothing")
+    p.add_argument(
+        "--write-lock",
+        action="store_true",
+        help="also make the entry the lock file (keep the rolled-back state; compile keeps its pins)",
+    )
 
     p = sub.add_parser("history", help="list the recorded states")
     _common(p)
@@ -143,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _json_error(args, e)
         print(f"comfylock: error: {redact_text(str(e))}", file=sys.stderr)
+        if args.verbose and getattr(e, "details", ""):  # uv's own words, whole
+            print("uv says:", file=sys.stderr)
+            for line in e.details.strip().splitlines():  # type: ignore[attr-defined]
+                print(f"  {redact_text(line)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("comfylock: interrupted", file=sys.stderr)
@@ -157,6 +166,8 @@ def _json_error(args: argparse.Namespace, e: Exception) -> None:
             "exit_code": getattr(e, "exit_code", 1),
             "type": type(e).__name__,
         }
+        if getattr(e, "details", ""):
+            data["details"] = e.details  # type: ignore[attr-defined]
         if hasattr(e, "explanation"):
             data["explanation"] = e.explanation
             data["packages"] = sorted(getattr(e, "packages", ()))
@@ -300,7 +311,19 @@ def _rollback(args: argparse.Namespace, out: Out) -> int:
     from . import api
 
     ctx = context(args)
-    return _report_sync(api.rollback(ctx, to=args.to, dry_run=args.dry_run), out, "rollback")
+
+    def announce(info: Any, plan: Any) -> None:  # before anything changes
+        for line in _report.rollback_lines(info, plan, len(plan.changes)):
+            out(line)
+
+    r = api.rollback(ctx, to=args.to, dry_run=args.dry_run, write_lock=args.write_lock, announce=announce)
+    code = _report_sync(r, out, "rollback")
+    if r.rollback is not None and r.rollback.lock_written is not None:
+        out(
+            f"wrote history entry {r.rollback.entry.id} as {_display(r.rollback.lock_written)} "
+            "(`comfylock compile` adds who asks for each package, keeping these pins where it can)"
+        )
+    return code
 
 
 def _history(args: argparse.Namespace, out: Out) -> int:
@@ -329,6 +352,7 @@ def _check(args: argparse.Namespace, out: Out) -> int:
     p = r.plan
     data = _report.check_report(p, ctx.lock_path)
     data["stale"] = [{"node": s.node, "what": s.what, "detail": s.detail} for s in r.stale]
+    data["rolled_back_to"] = r.rolled_back.id if r.rolled_back is not None else None
     data["broken"] = [
         {"package": b.package, "requirement": b.requirement, "installed": b.installed} for b in r.broken
     ]
@@ -356,6 +380,13 @@ def _check(args: argparse.Namespace, out: Out) -> int:
     out(f"environment differs from {_display(ctx.lock_path)} in {len(p.changes)} packages:")
     for c in p.changes:
         out(f"  {words[c.kind]}: {c.name} (installed {c.old or '-'}, lock {c.new or '-'})")
+    if r.rolled_back is not None:
+        n = r.rolled_back.id
+        out(
+            f"the environment is at history entry {n} ({r.rolled_back.time}) by a rollback: "
+            f"`comfylock sync` returns to the lock; "
+            f"`comfylock rollback --to {n} --write-lock` makes it the lock"
+        )
     return 1
 
 

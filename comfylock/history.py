@@ -96,6 +96,16 @@ def _entry(number: int, path: Path) -> Entry:
     return Entry(number, time, trigger, len(lock.pins), path, damaged=edited)
 
 
+def count_after(user_dir: Path, entry_id: int) -> int:
+    """How many entries were recorded after `entry_id` (from file names alone)."""
+    return sum(1 for n, _ in _ids(user_dir) if n > entry_id)
+
+
+def newest(user_dir: Path) -> Entry | None:
+    ids = _ids(user_dir)
+    return _entry(*ids[-1]) if ids else None
+
+
 def entries(user_dir: Path) -> list[Entry]:
     """History entries, oldest first. A damaged one is listed with the reason, not skipped."""
     return [_entry(number, path) for number, path in _ids(user_dir)]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import _uvtext
 from ._exceptions import ResolutionError, UvError
 from ._names import canon
 
@@ -76,16 +77,17 @@ def run_uv(
     if check and proc.returncode != 0:
         raise UvError(
             f"uv {args[0] if args else ''} {args[1] if len(args) > 1 else ''} failed: "
-            f"{_last_error(proc.stderr, proc.returncode)}"
+            f"{_last_error(proc.stderr, proc.returncode)}",
+            details=proc.stderr,
         )
     return proc
 
 
 def _last_error(stderr: str, returncode: int | None = None) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    errs = [ln for ln in lines if ln.startswith("error:")]
-    if errs:
-        return errs[0].removeprefix("error: ")
+    said = _uvtext.parse(stderr)
+    if said.error:  # with every cause: "Failed to download X" alone does not say why
+        return said.one_line()
     if returncode is not None and returncode < 0:  # POSIX: killed (out of memory, a kill, a reboot)
         # uv's last status line ("Resolved 50 packages") says where it was, not what went wrong.
         return f"uv was stopped by signal {-returncode}" + (f" (after: {lines[-1]})" if lines else "")
@@ -198,16 +200,22 @@ _VIA = re.compile(r"^(?P<spec>\S.*?)\s+# via (?P<via>.*)$")
 
 def compile(request: ResolveRequest) -> list[Resolved]:
     """Resolve every input group at once with one `uv pip compile`."""
+    return compile_warned(request)[0]
+
+
+def compile_warned(request: ResolveRequest) -> tuple[list[Resolved], tuple[str, ...]]:
+    """compile(), with uv's warnings ("`foo==1.0` does not have an extra named `bar`") as lines."""
     if not any(request.inputs.values()):
-        return []  # uv refuses to run without inputs; nothing asked for is an empty lock
+        return [], ()  # uv refuses to run without inputs; nothing asked for is an empty lock
     with _tempdir() as tmp:
         d = Path(tmp)
         # Files are named by position, not by node name: a hostile folder name never reaches uv.
         groups = {}
+        # Not --quiet: it hides uv's warnings too. The resolution uv then prints on stdout is not read.
         args = [
             "pip",
             "compile",
-            "--quiet",
+            "--no-progress",
             "--annotation-style",
             "line",
             "--no-header",
@@ -242,7 +250,8 @@ def compile(request: ResolveRequest) -> list[Resolved]:
         proc = run_uv(args, cwd=d, check=False)
         if proc.returncode != 0:
             raise _failure(proc.stderr, proc.returncode)
-        return _parse_output((d / "out.txt").read_text(encoding="utf-8"), groups)
+        warnings = _uvtext.parse(proc.stderr).warnings
+        return _parse_output((d / "out.txt").read_text(encoding="utf-8"), groups), warnings
 
 
 def _target_args(python: Path | None, version: str | None, platform: str | None) -> list[str]:
@@ -295,16 +304,9 @@ def _failure(stderr: str, returncode: int | None = None) -> Exception:
         return ResolutionError(
             "the requirements cannot be satisfied together",
             explanation=explanation,
-            packages=frozenset(_names_in(explanation)),
+            packages=_uvtext.conflict_names(explanation),
         )
-    return UvError(f"uv pip compile failed: {_last_error(text, returncode)}")
-
-
-_NAME_IN_MESSAGE = re.compile(r"(?<![\w.-])([A-Za-z0-9][A-Za-z0-9._-]*)(?=[=<>!~\[ ,]|$)")
-
-
-def _names_in(message: str) -> set[str]:
-    return {canon(m) for m in _NAME_IN_MESSAGE.findall(message)}
+    return UvError(f"uv pip compile failed: {_last_error(text, returncode)}", details=text)
 
 
 def sync(
@@ -330,7 +332,9 @@ def sync(
             args += ["--reinstall-package", name]
         proc = run_uv(args, check=False)
         if proc.returncode != 0:
-            raise UvError(f"uv pip sync failed: {_last_error(proc.stderr, proc.returncode)}")
+            raise UvError(
+                f"uv pip sync failed: {_last_error(proc.stderr, proc.returncode)}", details=proc.stderr
+            )
         return proc
 
 
@@ -363,7 +367,10 @@ def pylock(
             if proc.returncode != 0:
                 proc = run_uv(args, cwd=cwd, check=False)
             if proc.returncode != 0:
-                raise UvError(f"uv could not write the pylock: {_last_error(proc.stderr, proc.returncode)}")
+                raise UvError(
+                    f"uv could not write the pylock: {_last_error(proc.stderr, proc.returncode)}",
+                    details=proc.stderr,
+                )
             return scratch.read_text(encoding="utf-8")
         finally:
             scratch.unlink(missing_ok=True)

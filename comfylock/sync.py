@@ -90,11 +90,14 @@ def plan(lock: Lock, installed: Mapping[str, str], *, unfinished: Iterable[str] 
     return SyncPlan(tuple(changes), kept, body + "".join(f"{line}\n" for line in extra), tuple(sorted(redo)))
 
 
-def apply(p: SyncPlan, python: Path, index: IndexOptions, *, offline: bool = False) -> None:
-    """Carry out a plan with `uv pip sync`. A no-op plan runs nothing."""
+def apply(p: SyncPlan, python: Path, index: IndexOptions, *, offline: bool = False) -> tuple[str, ...]:
+    """Carry out a plan with `uv pip sync`; uv's warnings. A no-op plan runs nothing."""
     if p.is_noop:
-        return
-    resolve.sync(p.sync_text, python, index, offline=offline, reinstall=p.reinstall)
+        return ()
+    proc = resolve.sync(p.sync_text, python, index, offline=offline, reinstall=p.reinstall)
+    from . import _uvtext
+
+    return _uvtext.parse(proc.stderr).warnings
 
 
 def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> list[Path]:

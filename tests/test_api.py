@@ -101,4 +101,4 @@ def test_uv_failure_without_a_message_says_why():
         "uv was stopped by signal 9 (after: Resolved 50 packages in 12ms)"
     )
     assert _last_error("", 2) == "uv exited with code 2 without a message"
-    assert _last_error("warning: slow\nerror: boom\n  caused by: x", 1) == "boom"
+    assert _last_error("warning: slow\nerror: boom\n  caused by: x", 1) == "boom: x"  # the cause kept
