@@ -54,7 +54,8 @@ def compile_failure(e: UvError, requirements: Iterable[Req], root: Path | None) 
     names = list(dict.fromkeys(r.name for r in hits))
     others = [f"{r.source.node} ({_where(r, root)})" for r in hits[1:]]
     text = first.text if len(first.text) <= 200 else first.text[:197] + "..."
-    message = f"{first.source.node} asks for {text!r}, which uv could not use: {said.one_line() or e.message}"
+    cause = said.one_line() or e.message.removeprefix("uv pip compile failed: ")
+    message = f"uv pip compile failed on {first.source.node}'s requirement {text!r}: {cause}"
     if others:
         message += f"; also asked by {', '.join(others)}"
     hint = _what_to_do(nodes, names, url=first.requirement.url is not None)

@@ -64,7 +64,7 @@ def test_unreachable_named_url_names_node_line_cause_and_way_out(comfy, venv, in
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "custom_nodes/NodeA/requirements.txt:2:" in err
-    assert "NodeA asks for 'img2texture @ http" in err
+    assert "uv pip compile failed on NodeA's requirement 'img2texture @ http" in err
     assert "Connection refused" in err or "connect" in err  # uv's cause, not only "Failed to download"
     assert "--skip-node NodeA" in err and "pip-policy.user.json" in err
     assert not (root / "comfylock.lock").exists()
@@ -103,7 +103,7 @@ def test_core_line_has_no_skip_node_but_other_ways(comfy, venv, index, capsys):
     root = comfy(f"thing @ {url}\n")
     assert cli(root, venv, index, "compile") == 1
     err = capsys.readouterr().err
-    assert "requirements.txt:1: core asks for" in err
+    assert "requirements.txt:1: uv pip compile failed on core's requirement" in err
     assert "--skip-node" not in err and "make the URL reachable" in err
 
 
