@@ -46,16 +46,20 @@ def compile_failure(e: UvError, requirements: Iterable[Req], root: Path | None) 
     """`e` (uv pip compile failed, not a conflict) naming the node and file:line of the requirement
     uv failed on, and what to do."""
     said = _uvtext.parse(e.details)
-    hits = _uvtext.blame(said.text or e.details, requirements)
+    hits = _uvtext.blame(said.text or e.details, requirements, said.hints)
     if not hits:
         return e
     first = hits[0]
     nodes = list(dict.fromkeys(r.source.node for r in hits))
-    names = list(dict.fromkeys(r.name for r in hits))
+    # The package uv failed on (a dependency, maybe), else the ones asked for: what a policy would skip.
+    names = _uvtext.subject_names(said.error)[:1] or list(dict.fromkeys(r.name for r in hits))
     others = [f"{r.source.node} ({_where(r, root)})" for r in hits[1:]]
     text = first.text if len(first.text) <= 200 else first.text[:197] + "..."
     cause = said.one_line() or e.message.removeprefix("uv pip compile failed: ")
     message = f"uv pip compile failed on {first.source.node}'s requirement {text!r}: {cause}"
+    why = _uvtext.inclusion(said.hints)
+    if why:
+        message += f" ({why})"
     if others:
         message += f"; also asked by {', '.join(others)}"
     hint = _what_to_do(nodes, names, url=first.requirement.url is not None)
@@ -73,7 +77,7 @@ def sync_failure(e: UvError, lock: Lock, back: str) -> UvError:
     nodes = _uvtext.chain_nodes(lock, names)
     message = e.message
     if paths:
-        message += f" ({names[0]} is in the lock because of {'; '.join(paths)})"
+        message += f" (in the lock because of: {'; '.join(paths)})"
     hint = back
     if nodes:
         hint = f"{_what_to_do(nodes, names[:1], url=False)}, then compile again; {back}"

@@ -116,16 +116,27 @@ def _plain_url(url: str) -> str:
     return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}".rstrip("/")
 
 
-def blame(text: str, requirements: Iterable[Req]) -> list[Req]:
+def blame(text: str, requirements: Iterable[Req], hints: Sequence[str] = ()) -> list[Req]:
     """The collected requirements uv's message is about: by URL (unnamed URL lines included, whose
-    name comfylock made up), else by the names it quotes."""
+    name comfylock made up), else by the names it quotes, else (a dependency failed) by the chain uv's
+    hints give."""
     reqs = list(requirements)
     urls = {_plain_url(u) for u in _URL.findall(text)}
     by_url = [r for r in reqs if r.requirement.url and _plain_url(r.requirement.url) in urls]
     if by_url:
         return by_url
     names = set(subject_names(text))
-    return [r for r in reqs if not r.constraint and r.name in names]
+    direct = [r for r in reqs if not r.constraint and r.name in names]
+    if direct or not hints:
+        return direct
+    # A dependency: uv's hint "`c` (v1) was included because `a` (v1) depends on `b` ..." names the chain.
+    chain = {n for h in hints if "was included because" in h for n in subject_names(h)}
+    return [r for r in reqs if not r.constraint and r.name in chain]
+
+
+def inclusion(hints: Sequence[str]) -> str | None:
+    """uv's hint saying why a dependency was in the resolution, if it gave one."""
+    return next((h for h in hints if "was included because" in h), None)
 
 
 def chains(lock: Lock, name: str, limit: int = 3) -> list[str]:

@@ -32,16 +32,19 @@ def dead_port() -> int:
     return port
 
 
-def failing_sdist(folder: Path, name: str, version: str) -> None:
-    """An sdist with static metadata (compile needs no build) whose in-tree backend fails to build, as a
-    stub that fetches its files from another host does; `requires = []` keeps the build off any index."""
+def failing_sdist(folder: Path, name: str, version: str, *, static: bool = True) -> None:
+    """An sdist whose in-tree backend fails to build, as a stub that fetches its files from another host
+    does; `requires = []` keeps the build off any index. `static`: its metadata is readable without a
+    build (compile succeeds, sync fails)."""
+    project = f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = []\n' if static else ""
     files = {
-        "pyproject.toml": f'[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
-        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = []\n',
+        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+        + project,
         "backend.py": "def build_wheel(*args, **kwargs):\n"
         "    raise SystemExit('stub: the real files live on another host')\n",
-        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
     }
+    if static:
+        files["PKG-INFO"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     with tarfile.open(folder / f"{name.replace('-', '_')}-{version}.tar.gz", "w:gz") as tar:
         for rel, text in files.items():
             info = tarfile.TarInfo(f"{name.replace('-', '_')}-{version}/{rel}")
@@ -105,6 +108,21 @@ def test_core_line_has_no_skip_node_but_other_ways(comfy, venv, index, capsys):
     err = capsys.readouterr().err
     assert "requirements.txt:1: uv pip compile failed on core's requirement" in err
     assert "--skip-node" not in err and "make the URL reachable" in err
+
+
+def test_dependency_that_cannot_build_names_the_node_that_brought_it(comfy, venv, index, tmp_path, capsys):
+    wheels = tmp_path / "w"
+    shutil.copytree(index, wheels)
+    make_wheel(wheels, "trt", "10.0", ["dyn-libs"])
+    failing_sdist(wheels, "dyn-libs", "1.0", static=False)  # compile must build it to learn its metadata
+    root = comfy("numpy\n", {"NodeT": {"requirements.txt": "pillow\ntrt\n"}})
+    assert cli(root, venv, wheels, "compile") == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "custom_nodes/NodeT/requirements.txt:2: uv pip compile failed on NodeT's requirement 'trt'" in err
+    assert "Failed to build `dyn-libs==1.0`" in err and "the real files live on another host" in err
+    assert "was included because `trt` (v10.0) depends on `dyn-libs`" in err
+    assert "--skip-node NodeT" in err and "skip dyn-libs with a policy" in err
 
 
 # --- sync: a package uv cannot build -------------------------------------------------------------
