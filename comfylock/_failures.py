@@ -103,7 +103,9 @@ def attributed_warnings(
             out.append(f"uv: {w} (asked by {who})")
             continue
         names = _uvtext.subject_names(w)[:1]
-        nodes = _owners(names, groups, parents)
+        # No line asks for it like that: the packages depending on it did, and whoever brought them.
+        starts = [p for n in names for p in parents.get(n, ())] or names
+        nodes = _owners(starts, groups, parents)
         out.append(f"uv: {w}" + (f" (brought in by {', '.join(nodes)})" if nodes else ""))
     return out
 

@@ -174,7 +174,7 @@ def asked_by(warning: str, requirements: Iterable[Req]) -> list[Req]:
     names = subject_names(warning)
     extra = re.search(r"extra named `([^`]+)`", warning)
     hits = [r for r in requirements if r.name in names[:1]]
-    if extra:
+    if extra:  # a line asking without that extra did not cause it: then a dependency did
         wanted = canon(extra.group(1))
-        hits = [r for r in hits if wanted in {canon(e) for e in r.requirement.extras}] or hits
+        hits = [r for r in hits if wanted in {canon(e) for e in r.requirement.extras}]
     return hits
