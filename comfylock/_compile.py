@@ -10,7 +10,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from . import __version__, _failures, collect, lock, policy, resolve
+from . import __version__, _failures, _uvtext, collect, lock, policy, resolve
 from ._exceptions import ResolutionError, UvError
 from ._git import git_commit
 from .lock import Lock, Pin, Request
@@ -86,11 +86,15 @@ def resolve_with_policy(
     outcome: policy.PolicyOutcome,
     upgrade_set: frozenset[str],
     torch_index: str,
+    notes: list[str] | None = None,
 ) -> tuple[list[resolve.Resolved], policy.PolicyOutcome, list[str], bool]:
     """Resolve; then, when a policy names a package that only arrived as a dependency, apply it and
-    resolve once more (a policy can only see direct requests before the first resolution)."""
+    resolve once more (a policy can only see direct requests before the first resolution).
+
+    The warnings returned belong in the lock; uv's warnings about this machine rather than the
+    inputs ("Python 3.12 is not available; 3.11 will build") go to `notes`, shown but not written."""
     warnings = list(outcome.warnings)
-    resolved, used_cache = resolve_pins(base, coll, outcome, warnings)
+    resolved, used_cache = resolve_pins(base, coll, outcome, warnings, notes)
     present = frozenset(r.name for r in resolved)
     if any(name in pol.entries and name not in outcome.considered for name in present):
         again = policy.apply(
@@ -102,12 +106,16 @@ def resolve_with_policy(
             # The first pass just filled uv's cache: let it answer the second one, keeping the
             # first pass's versions wherever the policy's change allows (minimal churn, no network).
             first = "".join(f"{r.spec}\n" for r in resolved)
-            resolved, _ = resolve_pins(replace(base, preferences=first), coll, outcome, warnings)
+            resolved, _ = resolve_pins(replace(base, preferences=first), coll, outcome, warnings, notes)
     return resolved, outcome, warnings, used_cache
 
 
 def resolve_pins(
-    base: resolve.ResolveRequest, coll: collect.Collection, outcome: policy.PolicyOutcome, warnings: list[str]
+    base: resolve.ResolveRequest,
+    coll: collect.Collection,
+    outcome: policy.PolicyOutcome,
+    warnings: list[str],
+    notes: list[str] | None = None,
 ) -> tuple[list[resolve.Resolved], bool]:
     """Resolve with the policy's soft pins, dropping them as their on_failure says."""
     groups, constraints = inputs(outcome)
@@ -140,9 +148,13 @@ def resolve_pins(
             continue
         direct = {r.name: r.groups for r in resolved}
         parents = {r.name: r.parents for r in resolved}
-        for w in _failures.attributed_warnings(said, outcome.requirements, direct, parents, root):
+        about_inputs = [w for w in said if _uvtext.subject_names(w)]
+        for w in _failures.attributed_warnings(about_inputs, outcome.requirements, direct, parents, root):
             if w not in warnings:
                 warnings.append(w)
+        for w in said:
+            if w not in about_inputs and notes is not None and f"uv: {w}" not in notes:
+                notes.append(f"uv: {w}")
         return resolved, used_cache
 
 

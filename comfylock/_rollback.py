@@ -94,7 +94,6 @@ def rollback(
     return replace(done, rollback=info)
 
 
-
 def rolled_back(ctx: Context) -> history.Entry | None:
     """The history entry the environment is at because of the last rollback, or None (the last change
     was no rollback, or the environment moved since)."""

@@ -170,8 +170,9 @@ def compile(  # noqa: A001 - the command's name
         python_version=python_version,
         python_platform=python_platform,
     )
+    notes: list[str] = []  # shown, not written into the lock: about this machine, not the inputs
     resolved, outcome, warnings, used_cache = _compile.resolve_with_policy(
-        base, pol, coll, facts, outcome, upgrade_set, cfg.torch_index
+        base, pol, coll, facts, outcome, upgrade_set, cfg.torch_index, notes
     )
     new = _compile.build_lock(
         ws,
@@ -196,7 +197,7 @@ def compile(  # noqa: A001 - the command's name
         coll,
         outcome,
         written=not dry_run,
-        warnings=tuple(warnings),
+        warnings=(*warnings, *notes),
         offline_first=used_cache,
         previous=previous,
         duplicates=_duplicates(ws.python, new),

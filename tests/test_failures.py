@@ -182,6 +182,15 @@ def test_uv_warning_for_a_dependency_names_the_node_that_brought_it(comfy, venv,
     assert line.endswith("(brought in by NodeW)")
 
 
+def test_uv_warning_about_this_machine_is_shown_but_not_locked(comfy, venv, index, capsys):
+    """"Python 3.99 is not available here" depends on the machine: the same inputs must give the same
+    lock everywhere, so it is printed, not written."""
+    root = comfy("numpy\n")
+    assert cli(root, venv, index, "compile", "--python-version", "3.99") == 0
+    assert "warning: uv: The requested Python version 3.99 is not available" in capsys.readouterr().out
+    assert "not available" not in (root / "comfylock.lock").read_text()
+
+
 # --- a conflict in --json ------------------------------------------------------------------------
 
 
