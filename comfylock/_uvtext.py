@@ -103,7 +103,8 @@ def conflict_names(explanation: str) -> frozenset[str]:
     found = {canon(m) for m in _NAME_OP.findall(text)}
     for pattern in (_NAME_AFTER, _NAME_BEFORE):
         found |= {canon(m) for m in pattern.findall(text) if m.lower() not in _NOT_NAMES}
-    return frozenset(n for n in found if not re.fullmatch(r"[\d.-]+", n))
+    # "the current Python version (3.11.7) does not satisfy Python>=3.12": the interpreter, no package.
+    return frozenset(n for n in found if n != "python" and not re.fullmatch(r"[\d.-]+", n))
 
 
 def _plain_url(url: str) -> str:

@@ -125,6 +125,20 @@ def test_dependency_that_cannot_build_names_the_node_that_brought_it(comfy, venv
     assert "--skip-node NodeT" in err and "skip dyn-libs with a policy" in err
 
 
+def test_same_url_in_two_nodes_names_both(comfy, venv, index, capsys):
+    url = f"http://127.0.0.1:{dead_port()}/img2texture-1.0-py3-none-any.whl"
+    nodes = {
+        "NodeA": {"requirements.txt": f"img2texture @ {url}\n"},
+        "NodeB": {"requirements.txt": f"{url}\n"},
+    }
+    root = comfy("", nodes)
+    assert cli(root, venv, index, "compile") == 1
+    err = capsys.readouterr().err
+    assert "custom_nodes/NodeA/requirements.txt:1:" in err
+    assert "also asked by NodeB (custom_nodes/NodeB/requirements.txt:1)" in err
+    assert "--skip-node NodeA --skip-node NodeB" in err
+
+
 # --- sync: a package uv cannot build -------------------------------------------------------------
 
 
@@ -183,7 +197,7 @@ def test_uv_warning_for_a_dependency_names_the_node_that_brought_it(comfy, venv,
 
 
 def test_uv_warning_about_this_machine_is_shown_but_not_locked(comfy, venv, index, capsys):
-    """"Python 3.99 is not available here" depends on the machine: the same inputs must give the same
+    """ "Python 3.99 is not available here" depends on the machine: the same inputs must give the same
     lock everywhere, so it is printed, not written."""
     root = comfy("numpy\n")
     assert cli(root, venv, index, "compile", "--python-version", "3.99") == 0
@@ -207,9 +221,17 @@ def test_conflict_names_from_uvs_derivation():
         "conclude that scipy==1.11.4 cannot be used.\nAnd because only scipy<=1.11.4 is available and "
         "you require scipy, we can conclude that your requirements are unsatisfiable. Because all "
         "versions of Torch-Vision depend on torch{sys_platform == 'linux'}>=2 and opencv-python[ffmpeg] "
-        "was not found, we can conclude that ..."
+        "was not found, we can conclude that ... Because the current Python version (3.11.7) does not "
+        "satisfy Python>=3.12 and foo-bar==1.0 depends on Python>=3.12, ..."
     )
-    assert _uvtext.conflict_names(text) == {"scipy", "numpy", "torch-vision", "torch", "opencv-python"}
+    assert _uvtext.conflict_names(text) == {
+        "scipy",
+        "numpy",
+        "torch-vision",
+        "torch",
+        "opencv-python",
+        "foo-bar",
+    }
 
 
 # --- reading uv's text ---------------------------------------------------------------------------
