@@ -77,17 +77,23 @@ def rollback(
     from .api import sync_env
 
     entry = history.get(ctx.ws.user_dir, to)
-    target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
-    info = RollbackInfo(entry, history.count_after(ctx.ws.user_dir, entry.id), len(target.installed))
-    preview = sync_env(ctx, lock_file=entry.path, dry_run=True)
-    if announce is not None:
-        announce(info, preview.plan)
-    if dry_run:
-        done = preview
-    elif preview.plan.is_noop:
-        done = sync_env(ctx, lock_file=entry.path)  # records nothing
-    else:
-        done = sync_env(ctx, lock_file=entry.path, offline_first=True, trigger=f"rollback to {entry.id}")
+    later = history.count_after(ctx.ws.user_dir, entry.id)
+    infos: list[RollbackInfo] = []
+
+    def planned(plan: sync.SyncPlan, installed: int) -> None:  # inside sync_env: one probe, one plan
+        infos.append(RollbackInfo(entry, later, installed))
+        if announce is not None:
+            announce(infos[-1], plan)
+
+    done = sync_env(
+        ctx,
+        lock_file=entry.path,
+        dry_run=dry_run,
+        offline_first=True,
+        trigger=f"rollback to {entry.id}",
+        announce=planned,
+    )
+    info = infos[-1]
     if write_lock and not dry_run:
         lockfile.write_lock(ctx.lock_path, entry_as_lock(entry))
         info = replace(info, lock_written=ctx.lock_path)

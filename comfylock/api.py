@@ -255,11 +255,13 @@ def sync_env(
     trigger: str | None = None,
     force: bool = False,
     offline_first: bool = False,
+    announce: Callable[[sync.SyncPlan, int], None] | None = None,
 ) -> SyncResult:
     """Make the target environment exactly the lock (a comfylock lock, a requirements file or a PEP 751
     pylock); record the state before in the history first. A lock made for another Python or platform
     is refused unless `force`. `offline_first`: try uv's cache alone, then the network, as one
-    operation with one history entry."""
+    operation with one history entry. `announce(plan, packages installed now)` is called once the plan
+    is known, before anything changes."""
     path = lock_file or ctx.lock_path
     target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
     the_lock = export.read_any(path, export.marker_environment(target))
@@ -274,6 +276,8 @@ def sync_env(
     if not dry_run and unfinished and sync.remove_torn(target.site_dirs, unfinished.packages):
         target = probe_target(ctx.ws.python)  # what is left once a killed install's debris is gone
     p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
+    if announce is not None:
+        announce(p, len(target.installed))
     if dry_run or p.is_noop:
         if not dry_run:
             remember(target)
