@@ -117,7 +117,12 @@ def history_report(entries: Any) -> dict[str, Any]:
 def rollback_lines(info: Any, plan: Any, changes: int) -> list[str]:
     """What a rollback undoes, said before it does it (and all a --dry-run does)."""
     e = info.entry
-    later = f" and the {info.later} change{'s' if info.later != 1 else ''} after it" if info.later else ""
+    # A no-op sync records nothing, so the newest entry's change may be older than the last sync run.
+    later = (
+        f" and the {info.later} change{'s' if info.later != 1 else ''} after it"
+        if info.later
+        else " (the last change comfylock made to the environment)"
+    )
     return [
         f"rollback to history entry {e.id}: undoes `{e.trigger}` of {e.time}{later}",
         f"  entry {e.id} holds {e.packages} packages; the environment has {info.installed} now; "

@@ -41,7 +41,10 @@ def entry_as_lock(entry: history.Entry) -> Lock:
     and a header line saying where it came from. It has no fingerprint, so the next `compile` resolves
     again, keeping these pins wherever the requirements allow."""
     e = read_lock(entry.path)
+    from . import __version__
+
     meta = {k: v for k, v in e.meta.items() if not k.startswith("history-") and k != "fingerprint"}
+    meta["comfylock"] = __version__
     note = (
         f"written from history entry {entry.id} ({entry.time}) by `comfylock rollback --write-lock`; "
         "`comfylock compile` adds who asks for each package, keeping these pins where it can"

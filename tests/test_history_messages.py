@@ -70,9 +70,12 @@ def test_rollback_says_what_it_undoes_before_acting(two_syncs, venv, served, cap
     assert cli(root, venv, served, "rollback", "--dry-run") == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("rollback to history entry 2: undoes `sync comfylock.lock` of 20")
+    assert out[0].endswith("(the last change comfylock made to the environment)")
     assert out[1] == "  entry 2 holds 2 packages; the environment has 2 now; 3 changes"
     assert installed(venv) == {"numpy": "1.26.4", "tqdm": "4.66.0"} and history_ids(root) == [1, 2]
 
+    assert cli(root, venv, served, "sync") == 0  # a no-op: records nothing, so it is not what is undone
+    capsys.readouterr()
     assert cli(root, venv, served, "rollback", "--to", "1", "--dry-run") == 0
     out = capsys.readouterr().out.splitlines()
     assert "undoes `sync comfylock.lock` of 20" in out[0] and out[0].endswith("and the 1 change after it")
