@@ -5,6 +5,7 @@ lines (sync)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,11 +27,16 @@ def _where(r: Req, root: Path | None) -> str:
     return f"{path.as_posix()}:{r.source.line}"
 
 
+def _quote(name: str) -> str:
+    # Double quotes work in POSIX shells, cmd and PowerShell alike (as in the conflict report's ways out).
+    return name if re.fullmatch(r"[A-Za-z0-9._+-]+", name) else f'"{name}"'
+
+
 def _what_to_do(nodes: Sequence[str], names: Sequence[str], url: bool) -> str:
     user = [n for n in nodes if n not in ("core", "user")]
     ways = []
     if user:
-        ways.append("leave the node out with " + " ".join(f"--skip-node {n}" for n in user))
+        ways.append("leave the node out with " + " ".join(f"--skip-node {_quote(n)}" for n in user))
     if names:
         ways.append(
             f'replace or skip {names[0]} with a policy in {POLICY_FILE} ({{"{names[0]}": '
