@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,20 @@ class PolicyOutcome:
 
 
 def _rewrite(old: Requirement, name: str, spec: str) -> str:
-    """`old` asking for `name` instead: extras and marker kept, version from the policy (or none)."""
+    """`old` asking for `name` instead: extras and marker kept; the version specifier is the policy's
+    when it gives one, else the original's (the packages a replace entry maps share their version line:
+    opencv-python 4.10 and opencv-contrib-python-headless 4.10 are one release, as are onnxruntime and
+    onnxruntime-gpu, and an import name written as a package name meant the real package's versions)."""
     extras = f"[{','.join(sorted(old.extras))}]" if old.extras else ""
     marker = f"; {old.marker}" if old.marker else ""
-    return f"{name}{extras}{spec}{marker}"
+    return f"{name}{extras}{spec or old.specifier}{marker}"
+
+
+def label(entry: Mapping[str, Any], kind: str, package: str) -> str:
+    """How a lock's `requested by` line names the policy that rewrote the line: the entry's `label`,
+    else its action and package. No parentheses: they close the annotation."""
+    text = str(entry.get("label") or f"{kind} {package}")
+    return text.replace("(", "[").replace(")", "]")
 
 
 def _scoped(addition: str, outer: Marker | None) -> str:
@@ -127,6 +137,10 @@ class Run:
         if requirement is None:
             requirement = self.parsed[text] = Requirement(text)
         return Req(requirement, source, text)
+
+    def rewritten(self, old: Req, text: str, policy: str) -> Req:
+        """What a policy made of `old`: the new requirement, the line still quoted as its node wrote it."""
+        return replace(self.req(text, old.source), text=old.text, policy=policy)
 
     def act(
         self,
@@ -218,7 +232,8 @@ class Run:
             spec = decision.get("version", "")
             self.excludes.add(name)
             self.replaced.add(name)
-            new = [self.req(_rewrite(r.requirement, target, spec), r.source) for r in reqs]
+            tag = label(decision, "replace", name)
+            new = [self.rewritten(r, _rewrite(r.requirement, target, spec), tag) for r in reqs]
             new = new or [self.synthetic(name, f"{target}{spec}")]
             self.route(target, new, name, (*seen, name))
         elif via is not None:
@@ -251,7 +266,8 @@ class Run:
                 adds = list(entry["additional_packages"])
                 for addition in adds:
                     if reqs:
-                        new = [self.req(_scoped(addition, r.requirement.marker), r.source) for r in reqs]
+                        tag = label(entry, kind, name)
+                        new = [self.rewritten(r, _scoped(addition, r.requirement.marker), tag) for r in reqs]
                     else:
                         new = [self.synthetic(name, addition)]
                     self.additions.extend(dict.fromkeys(new))

@@ -135,17 +135,19 @@ def compile(  # noqa: A001 - the command's name
     for inp in coll.inputs:
         for opt in inp.index_options:
             index = _compile.add_node_option(index, opt)
-    fp = fingerprint(coll, pol, target, index, cfg, python_version, python_platform, facts.comfyui_version)
+    fp = fingerprint(
+        coll, pol, target, index, cfg, python_version, python_platform, facts.comfyui_version, root=ws.root
+    )
     names = policy_names(pol.entries)
     quick = _quick.digest(ws, target, seen, names, args)
 
-    def done() -> None:
+    def done(recorded: str) -> None:
         remember(target)
-        _quick.record(_quick.cache_path(ws), ctx.lock_path, fp, watched, names, quick)
+        _quick.record(_quick.cache_path(ws), ctx.lock_path, recorded, watched, names, quick)
 
     if previous is not None and previous.intact and previous.meta.get("fingerprint") == fp and not forced:
         if not dry_run:
-            done()
+            done(fp)
         return CompileResult(ctx.lock_path, previous, (), coll, None, up_to_date=True, written=False)
 
     upgrade_set = frozenset({"*"} if upgrade else {_compile.resolve_name(p) for p in upgrade_packages})
@@ -170,22 +172,42 @@ def compile(  # noqa: A001 - the command's name
     resolved, outcome, warnings, used_cache = _compile.resolve_with_policy(
         base, pol, coll, facts, outcome, upgrade_set, cfg.torch_index
     )
+    from ._settle import settle
+
+    # The lock records the policies as they read the environment its sync leaves, so compiling again
+    # after that sync finds it up to date (the fingerprint is of that environment too).
+    settled = settle(base, pol, coll, facts, outcome, resolved, warnings, upgrade_set, cfg.torch_index)
+    fp_after = fp
+    if settled.facts is not None:
+        fp_after = fingerprint(
+            coll,
+            pol,
+            target,
+            index,
+            cfg,
+            python_version,
+            python_platform,
+            facts.comfyui_version,
+            root=ws.root,
+            installed=settled.facts.installed,
+            has_gpu=settled.facts.has_gpu,
+        )
     new = _compile.build_lock(
         ws,
         coll,
-        outcome,
-        resolved,
-        base.index.plus(outcome.extra_index_urls),
+        settled.outcome,
+        settled.resolved,
+        base.index.plus(settled.outcome.extra_index_urls),
         target,
-        fp,
+        fp_after,
         python_version,
         python_platform,
-        warnings,
+        list(settled.warnings),
     )
     changes = tuple(lock.diff(lock.pin_versions(previous) if previous else {}, lock.pin_versions(new)))
     if not dry_run:
         lock.write_lock(ctx.lock_path, new)
-        done()
+        done(fp_after)  # this environment, as it is now, gives this lock
     return CompileResult(
         ctx.lock_path,
         new,
@@ -193,7 +215,7 @@ def compile(  # noqa: A001 - the command's name
         coll,
         outcome,
         written=not dry_run,
-        warnings=tuple(warnings),
+        warnings=settled.shown,
         offline_first=used_cache,
         previous=previous,
         duplicates=_duplicates(ws.python, new),
