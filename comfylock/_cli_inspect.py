@@ -80,7 +80,7 @@ def _why(args: argparse.Namespace, out: Any) -> int:
     for c in w.chains:
         r = c.request
         via = " -> ".join(f"{n} {versions.get(n, '')}".strip() for n in c.path)
-        out(f"  {r.node} ({r.file}:{r.line}: {r.text})" + (f": {via}" if len(c.path) > 1 else ""))
+        out(f"  {r.node} ({r.file}:{r.line}: {r.quoted()})" + (f": {via}" if len(c.path) > 1 else ""))
     if not w.chains:
         out("  no node asks for it (a policy or an edit put it there)")
     if w.needed_by:
