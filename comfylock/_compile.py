@@ -203,7 +203,8 @@ def build_lock(
         meta["target-python-platform"] = python_platform
     # One line per action: the torch stack's packages each carry the same pin_dependencies entry.
     acts = dict.fromkeys(
-        f"{a.kind} {a.detail} ({origin(a.origin, ws.root)}: {a.reason})" for a in outcome.actions
+        f"{a.kind} {a.detail}{f' [{a.label}]' if a.label else ''} ({origin(a.origin, ws.root)}: {a.reason})"
+        for a in outcome.actions
     )
     return Lock(
         pins=pins,

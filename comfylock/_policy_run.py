@@ -48,6 +48,7 @@ class Action:
     reason: str
     origin: str  # which policy file
     requested_by: tuple[Source, ...]  # the Reqs that triggered it (empty for uninstall/restore or transitive)
+    label: str | None = None  # the entry's short name ("one OpenCV"), when it gives one
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ class Run:
             str(entry.get("reason", "")),
             self.policy.origins.get(package, BASE_ORIGIN),
             requested_by,
+            label(entry, kind, package) if entry.get("label") else None,
         )
         self.actions.append(((package, _KIND_ORDER[kind], len(self.actions)), action))
         if entry.get("extra_index_url"):

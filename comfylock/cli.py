@@ -332,8 +332,11 @@ def _check(args: argparse.Namespace, out: Out) -> int:
     data["broken"] = [
         {"package": b.package, "requirement": b.requirement, "installed": b.installed} for b in r.broken
     ]
+    from ._stale import report as intended_json
+
+    data["intended"] = intended_json(r.intended)
     out.json("check", data)
-    for line in report_lines(stale=r.stale, broken=r.broken):
+    for line in report_lines(stale=r.stale, broken=r.broken, intended=r.intended):
         out(line)
     if p.is_noop:
         out(f"environment matches {_display(ctx.lock_path)}")
