@@ -39,7 +39,10 @@ def after_sync(installed: Mapping[str, str], resolved: Iterable[resolve.Resolved
 
 def facts_after(facts: policy.Facts, resolved: list[resolve.Resolved]) -> policy.Facts:
     installed = after_sync(facts.installed, resolved)
-    # has_gpu: an NVIDIA driver, or a CUDA/ROCm torch build; the driver stays, torch may change.
+    # has_gpu: an NVIDIA driver, or a CUDA/ROCm torch build; the driver stays, the lock's torch is the
+    # one installed after the sync. A lock without torch says nothing about the GPU: the answer stays.
+    if not any(r.name == "torch" for r in resolved):
+        return replace(facts, installed=installed)
     driver = facts.has_gpu and not gpu_available(facts.installed.get("torch"), False)
     return replace(facts, installed=installed, has_gpu=gpu_available(installed.get("torch"), driver))
 
@@ -83,7 +86,9 @@ def settle(
     first = (resolved, outcome, tuple(warnings))
     for _ in range(MAX_ROUNDS):
         after = facts_after(facts, resolved)
-        present = frozenset(r.name for r in resolved)
+        # What the policy already saw arrive as a dependency (a replaced opencv-contrib-python under
+        # some package) is still asked for by the lock's packages, though the lock no longer holds it.
+        present = frozenset(r.name for r in resolved) | frozenset(outcome.considered)
         # --upgrade asked for new versions once; the synced environment holds them, pins keep them.
         again = policy.apply(pol, reqs, after, present=present, torch_index=torch_index)
         if _same_request(outcome, again, resolved):
