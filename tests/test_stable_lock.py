@@ -224,3 +224,24 @@ def test_a_replace_entry_with_its_own_version_and_label(comfy, venv, torch_index
     text = (root / "comfylock.lock").read_text()
     # The user's choice wins over the default's replacement of -headless; its version replaces the range.
     assert "opencv-python[ffmpeg]>=4.1 -> opencv-python-headless[ffmpeg]>=4.10 (policy: mine)" in text
+
+
+def test_a_rewrite_reads_back_from_the_lock_and_from_a_pylock_table():
+    from comfylock import export
+    from comfylock.lock import Lock, Pin, Request, format_lock
+
+    asked = Request(
+        "ComfyUI-VideoHelperSuite",
+        "requirements.txt",
+        1,
+        "opencv-python>=4.5; sys_platform != 'darwin'",
+        'opencv-contrib-python-headless>=4.5; sys_platform != "darwin"',
+        "one OpenCV",
+    )
+    plain = Request("core", "requirements.txt", 2, "numpy>=1.25 -> not a rewrite without its policy")
+    pin = Pin("opencv-contrib-python-headless", "opencv-contrib-python-headless==4.10.0", (asked, plain))
+    lock = Lock((pin,), meta={"fingerprint": "x"})
+    assert parse_lock(format_lock(lock)).pins == (pin,)
+    table = export.comfylock_table(lock, "comfylock.lock")
+    back = tuple(export._request(r) for r in table["packages"][pin.name]["requested-by"])
+    assert back == (asked, plain)
