@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 # Compile's modules (collect, policy, the fingerprint, conflict explanation, duplicate imports) are
 # imported inside the functions that use them: a no-op `sync` at every ComfyUI start needs none.
 from . import _quick, export, history, lock, resolve, sync
-from ._exceptions import ComfylockError, InputError, LockFileError, UvError
+from ._exceptions import InputError, LockFileError, UvError
 from ._filelock import locked
 from ._fs import atomic_write
 from ._redact import restore
@@ -26,7 +26,8 @@ from .resolve import IndexOptions
 from .workspace import Target, Workspace, open_workspace, probe_target, remember
 
 if TYPE_CHECKING:
-    from . import _stale, collect, inspect, policy
+    from . import collect, inspect, policy
+    from ._check import CheckReport
 
 USER_REQUIREMENTS = "requirements.txt"
 USER_POLICY = "pip-policy.user.json"
@@ -363,78 +364,12 @@ def check(ctx: Context) -> sync.SyncPlan:
     )
 
 
-@dataclass(frozen=True)
-class CheckReport:
-    plan: sync.SyncPlan
-    stale: tuple[inspect.Stale, ...] = ()
-    broken: tuple[inspect.Broken, ...] = ()  # real breakage only
-    intended: tuple[_stale.Intended, ...] = ()  # what `uv pip check` calls broken because a policy chose so
-
-
 def check_report(ctx: Context) -> CheckReport:
     """check(), plus whether the lock is stale (as compile decides it) and what `uv pip check` finds
-    broken, apart from what the lock's policies do on purpose."""
-    from . import _stale, inspect
+    broken, apart from what the lock's policies do on purpose (see `_check`)."""
+    from ._check import check_report as report
 
-    ws = ctx.ws
-    target = probe_target(ws.python, ws.probe_cache)
-    the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))
-    try:
-        stale = _stale_now(ctx, target, the_lock)
-    except ComfylockError as e:
-        stale = [inspect.Stale("?", "requirements", f"cannot read the inputs now: {e}")]
-    found = inspect.parse_pip_check(resolve.pip_check(ws.python))
-    broken, intended = _stale.split_broken(found, the_lock, target.installed)
-    unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
-    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
-    return CheckReport(p, tuple(stale), tuple(broken), tuple(intended))
-
-
-def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Stale]:
-    """compile's own question: does the fingerprint of today's inputs match the lock's? Asked with the
-    arguments the last compile of this lock ran with (its record), else with compile's defaults."""
-    from . import _compile, _stale
-    from ._fingerprint import policy_names
-
-    if "fingerprint" not in the_lock.meta:
-        return []  # a pylock or a plain requirements file: nothing to compare
-    ws, cfg = ctx.ws, ctx.config
-    args = _quick.recorded_args(_quick.cache_path(ws), ctx.lock_path)
-    if args is not None:
-        skip = frozenset(args.get("skip") or ())
-        index = _stale.index_from_args(args.get("index") or [])
-        files = [Path(f) for f in args.get("policy_files") or []]
-        default_policy = bool(args.get("default_policy", True))
-        python_version, python_platform = args.get("python_version"), args.get("python_platform")
-    else:
-        skip, files, default_policy = cfg.skip, [], True
-        index = cfg.index or IndexOptions.from_env(os.environ)
-        python_version = the_lock.meta.get("target-python-version")
-        python_platform = the_lock.meta.get("target-python-platform")
-    coll = _collect(ctx, skip, keep_going=True)
-    found = _stale.read_inputs(
-        ws,
-        cfg,
-        target,
-        coll,
-        ws.user_dir / USER_POLICY,
-        files,
-        default_policy,
-        index,
-        python_version,
-        python_platform,
-    )
-    if found.fingerprint == the_lock.meta["fingerprint"]:
-        return []
-    folders = {i.node: i.path for i in coll.inputs}
-    return _stale.explain(
-        the_lock,
-        found,
-        _compile.node_lines(ws, coll),
-        folders,
-        export.marker_environment(target),
-        policy_names(found.policy.entries),
-    )
+    return report(ctx)
 
 
 # --- the user's own requirements -----------------------------------------------------------------
