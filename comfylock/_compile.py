@@ -136,13 +136,18 @@ def resolve_pins(
                 folders = {i.node: i.path for i in coll.inputs}
                 found = explain_failure(e, outcome.requirements, request, folders=folders)
                 raise with_attribution(e, found) from None
+            # One warning per pin, naming every package whose policy asked for it (sorted: the same
+            # words whichever of the torch stack's entries fired).
+            asked: dict[str, set[str]] = {}
             for p in droppable:
                 pins.remove(p)
                 if p.on_failure != "retry_without_pin":
-                    warnings.append(
-                        f"pin {p.requirement} (asked by {p.package}'s policy) could not hold; "
-                        "resolved without it"
-                    )
+                    asked.setdefault(p.requirement, set()).add(p.package)
+            for requirement, who in asked.items():
+                names = ", ".join(sorted(who))
+                warnings.append(
+                    f"pin {requirement} (asked by {names}'s policy) could not hold; resolved without it"
+                )
 
 
 def make_request(

@@ -77,6 +77,7 @@ def test_compile_sync_compile_gives_the_same_bytes_and_up_to_date(comfy, venv, t
     # Resolving again on purpose gives the same bytes too.
     assert run(root, venv, torch_index, "compile", "--upgrade-package", "numpy") == 0
     assert lock.read_bytes() == first
+    assert capsys.readouterr().out.count("policy pin_dependencies: torch==2.5.1") == 1
     # The torch stack's entries fire once per package, each with the same pins: one header line.
     policy = read_lock(lock).lists["policy"]
     pins = [p for p in policy if p.startswith("pin_dependencies ")]
