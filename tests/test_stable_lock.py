@@ -246,3 +246,39 @@ def test_a_rewrite_reads_back_from_the_lock_and_from_a_pylock_table():
     table = export.comfylock_table(lock, "comfylock.lock")
     back = tuple(export._request(r) for r in table["packages"][pin.name]["requested-by"])
     assert back == (asked, plain)
+
+
+def test_a_policy_that_undoes_itself_once_synced_says_so(comfy, venv, torch_index, capsys):
+    """restore "if installed != X": after the sync X is installed, so the policy no longer fires and the
+    next compile changes the lock. No lock can be stable then; compile keeps what the policy does now
+    and warns."""
+    root = comfy("numpy>=2\n")
+    assert run(root, venv, torch_index, "compile") == 0
+    assert run(root, venv, torch_index, "sync") == 0
+    policy = root / "user" / "comfylock" / "pip-policy.user.json"
+    restore = {"condition": {"type": "installed", "spec": "!=1.26.4"}, "target": "numpy", "version": "1.26.4"}
+    policy.write_text(json.dumps({"numpy": {"restore": [restore]}}))
+    capsys.readouterr()
+    assert run(root, venv, torch_index, "compile") == 0
+    assert "the next compile after `comfylock sync` will change the lock" in capsys.readouterr().out
+    assert read_lock(root / "comfylock.lock").by_name()["numpy"].version == "1.26.4"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/srv/ComfyUI/user/comfylock/p.json", "user/comfylock/p.json"),
+        ("/home/me/policies/p.json", "~/policies/p.json"),
+        ("/etc/comfylock/p.json", "/etc/comfylock/p.json"),
+        ("comfylock/pip-policy.json", "comfylock/pip-policy.json"),
+    ],
+)
+def test_paths_are_written_relative_to_comfyui_or_home(monkeypatch, path, expected):
+    from pathlib import PurePosixPath
+
+    from comfylock import _paths
+
+    monkeypatch.setattr(_paths.Path, "home", classmethod(lambda cls: cls("/home/me")))
+    if sys.platform == "win32":
+        pytest.skip("POSIX paths")
+    assert _paths.portable(Path(PurePosixPath(path)), Path("/srv/ComfyUI")) == expected
