@@ -80,7 +80,7 @@ def _why(args: argparse.Namespace, out: Any) -> int:
     for c in w.chains:
         r = c.request
         via = " -> ".join(f"{n} {versions.get(n, '')}".strip() for n in c.path)
-        out(f"  {r.node} ({r.file}:{r.line}: {r.text})" + (f": {via}" if len(c.path) > 1 else ""))
+        out(f"  {r.node} ({r.file}:{r.line}: {r.quoted()})" + (f": {via}" if len(c.path) > 1 else ""))
     if not w.chains:
         out("  no node asks for it (a policy or an edit put it there)")
     if w.needed_by:
@@ -130,7 +130,9 @@ def _diff(args: argparse.Namespace, out: Any) -> int:
 
     old = inspect.read_side(args.old, path, installed)
     new = inspect.read_side(args.new, path, installed) if args.new else inspect.read_side(str(path), path)
-    ignore = PROTECTED if "env" in (args.old, args.new) else frozenset()
+    # A side without nodes is an environment (`env`, a history entry, a freeze): sync never removes
+    # the protected packages, so one side lacking them is no change.
+    ignore = PROTECTED if not old.lists.get("node") or not new.lists.get("node") else frozenset()
     causes = inspect.diff(old, new, ignore=ignore)
     out.json("diff", {"old": labels[0], "new": labels[1], "changes": changes_json(causes)})
     print_changes(out, causes, f"{labels[0]} -> {labels[1]}")
@@ -167,10 +169,14 @@ def print_changes(out: Any, causes: Sequence[Any], label: str) -> None:
 
 
 def report_lines(
-    duplicates: Sequence[Any] = (), stale: Sequence[Any] = (), broken: Sequence[Any] = ()
+    duplicates: Sequence[Any] = (),
+    stale: Sequence[Any] = (),
+    broken: Sequence[Any] = (),
+    intended: Sequence[Any] = (),
 ) -> list[str]:
     """Lines for what `compile` and `check` add to their output: duplicate imports (inspect.Duplicate),
-    a stale lock (inspect.Stale) and broken requirements in the environment (inspect.Broken)."""
+    a stale lock (inspect.Stale), broken requirements in the environment (inspect.Broken) and what
+    `uv pip check` reports that a policy does on purpose (_stale.Intended: a note, not a warning)."""
     from .explain import POLICY_FILE
 
     out = []
@@ -184,4 +190,6 @@ def report_lines(
         out.append(f"warning: the lock is stale: {s.node}: {s.detail} (run `comfylock compile`)")
     for b in broken:
         out.append(f"warning: broken in the environment: {b.message}")
+    for i in intended:
+        out.append(f"note: as intended: {i.message}")
     return out

@@ -13,6 +13,8 @@ from packaging.utils import canonicalize_name
 from . import __version__, _failures, _uvtext, collect, lock, policy, resolve
 from ._exceptions import ResolutionError, UvError
 from ._git import git_commit
+from ._paths import portable
+from ._policy_merge import BASE_SOURCE, POLICY_NODE
 from .lock import Lock, Pin, Request
 from .resolve import IndexOptions
 from .workspace import Target, Workspace
@@ -34,6 +36,13 @@ def relative(path: Path, base: Path) -> str:
         return path.relative_to(base).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+def origin(name: str, root: Path) -> str:
+    """A policy's origin as a lock records it: `default`, or its file relative to ComfyUI's folder."""
+    if name == policy.BASE_ORIGIN:
+        return name
+    return portable(Path(name).absolute(), root)
 
 
 def resolve_name(spec: str) -> str:
@@ -138,13 +147,18 @@ def resolve_pins(
                 folders = {i.node: i.path for i in coll.inputs}
                 found = explain_failure(e, outcome.requirements, request, folders=folders)
                 raise with_attribution(e, found) from None
+            # One warning per pin, naming every package whose policy asked for it (sorted: the same
+            # words whichever of the torch stack's entries fired).
+            asked: dict[str, set[str]] = {}
             for p in droppable:
                 pins.remove(p)
                 if p.on_failure != "retry_without_pin":
-                    warnings.append(
-                        f"pin {p.requirement} (asked by {p.package}'s policy) could not hold; "
-                        "resolved without it"
-                    )
+                    asked.setdefault(p.requirement, set()).add(p.package)
+            for requirement, who in asked.items():
+                names = ", ".join(sorted(who))
+                warnings.append(
+                    f"pin {requirement} (asked by {names}'s policy) could not hold; resolved without it"
+                )
             continue
         direct = {r.name: r.groups for r in resolved}
         parents = {r.name: r.parents for r in resolved}
@@ -205,17 +219,30 @@ def build_lock(
         if r.constraint:
             continue
         rel = relative(r.source.path, folders.get(r.source.node, ws.root))
-        requests.setdefault(r.name, []).append(Request(r.source.node, rel, r.source.line, r.text))
+        if r.source.node == POLICY_NODE:  # a policy file's own line: where that file is, portably
+            path = Path(r.source.path)
+            rel = portable(path if path == BASE_SOURCE else path.absolute(), ws.root)
+        rewritten = str(r.requirement) if r.policy is not None else None
+        request = Request(r.source.node, rel, r.source.line, r.text, rewritten, r.policy)
+        requests.setdefault(r.name, []).append(request)
     pins = tuple(Pin(x.name, x.spec, tuple(requests.get(x.name, ())), x.parents) for x in resolved)
     meta = {"comfylock": __version__, "uv": resolve.uv_version(), "fingerprint": fp, **target.meta()}
     if python_version:
         meta["target-python-version"] = python_version
     if python_platform:
         meta["target-python-platform"] = python_platform
-    acts = [f"{a.kind} {a.detail} ({a.origin}: {a.reason})" for a in outcome.actions]
+    # One line per action: the torch stack's packages each carry the same pin_dependencies entry.
+    acts = dict.fromkeys(
+        f"{a.kind} {a.detail}{f' [{a.label}]' if a.label else ''} ({origin(a.origin, ws.root)}: {a.reason})"
+        for a in outcome.actions
+    )
     return Lock(
         pins=pins,
         options=tuple(index.lines()),
         meta=meta,
-        lists={"node": tuple(node_lines(ws, coll)), "policy": tuple(acts), "warning": tuple(warnings)},
+        lists={
+            "node": tuple(node_lines(ws, coll)),
+            "policy": tuple(acts),
+            "warning": tuple(dict.fromkeys(warnings)),
+        },
     )

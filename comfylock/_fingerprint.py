@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from . import __version__, collect, policy, resolve
-from ._fs import file_digest
+from ._paths import portable
 from .config import Config
 from .resolve import IndexOptions
 from .workspace import Target
@@ -48,23 +49,49 @@ def fingerprint(
     python_version: str | None,
     python_platform: str | None,
     comfyui_version: str | None = None,
+    *,
+    root: Path | None = None,
+    installed: Mapping[str, str] | None = None,
+    has_gpu: bool | None = None,
 ) -> str:
+    """What decides a compile's result, hashed: the requirements as parsed (file, line, text without
+    comments, constraint or not), the index options nodes give, the merged policy, the target, the
+    installed versions policies read, the index options, and the uv and comfylock versions.
+
+    Paths are written relative to `root` (ComfyUI's folder; `~/...` outside it under the home folder),
+    so the same inputs on two machines give the same fingerprint. `installed` and `has_gpu` stand in for
+    the target's own (a lock records the environment as its sync will leave it: `_settle`).
+    """
     h = hashlib.sha256()
-    files = []
+
+    def where(path: Path | str) -> str:
+        return portable(Path(path), root) if root is not None else str(path)
+
+    lines = []
     for inp in coll.inputs:
-        # The bytes collect parsed: hashing the files again could see a later edit.
-        parsed = dict(zip(inp.files, inp.digests, strict=False))
-        for f in inp.files:
-            files.append((inp.node, inp.chosen, str(f), parsed.get(f) or file_digest(f) or "missing"))
+        lines.append(
+            (
+                inp.node,
+                inp.chosen,
+                [where(f) for f in inp.files],
+                [(where(r.source.path), r.source.line, r.text, r.constraint) for r in inp.requirements],
+                [(o.option, o.value, where(o.source.path), o.source.line) for o in inp.index_options],
+                [(where(b.source.path), b.source.line, b.text) for b in inp.bad_lines],
+            )
+        )
     names = policy_names(pol.entries)
+    have = target.installed if installed is None else installed
+    identity = target.identity()
+    identity[0] = where(target.python)
+    if has_gpu is not None:
+        identity[-1] = has_gpu
     state = {
         "comfylock": __version__,
         "uv": resolve.uv_version(),
-        "nodes": [(i.node, i.chosen, len(i.requirements)) for i in coll.inputs],
-        "files": files,
+        "inputs": lines,
         "policy": pol.digest(),
-        "target": [*target.identity(), python_version, python_platform],
-        "installed": {n: target.installed.get(n) for n in names},
+        "target": [*identity, python_version, python_platform],
+        "installed": {n: have.get(n) for n in names},
         "index": index.args(),
         "torch_index": cfg.torch_index,
         "comfyui_version": comfyui_version,  # policy conditions may read it

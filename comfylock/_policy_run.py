@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class Action:
     reason: str
     origin: str  # which policy file
     requested_by: tuple[Source, ...]  # the Reqs that triggered it (empty for uninstall/restore or transitive)
+    label: str | None = None  # the entry's short name ("one OpenCV"), when it gives one
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,20 @@ class PolicyOutcome:
 
 
 def _rewrite(old: Requirement, name: str, spec: str) -> str:
-    """`old` asking for `name` instead: extras and marker kept, version from the policy (or none)."""
+    """`old` asking for `name` instead: extras and marker kept; the version specifier is the policy's
+    when it gives one, else the original's (the packages a replace entry maps share their version line:
+    opencv-python 4.10 and opencv-contrib-python-headless 4.10 are one release, as are onnxruntime and
+    onnxruntime-gpu, and an import name written as a package name meant the real package's versions)."""
     extras = f"[{','.join(sorted(old.extras))}]" if old.extras else ""
     marker = f"; {old.marker}" if old.marker else ""
-    return f"{name}{extras}{spec}{marker}"
+    return f"{name}{extras}{spec or old.specifier}{marker}"
+
+
+def label(entry: Mapping[str, Any], kind: str, package: str) -> str:
+    """How a lock's `requested by` line names the policy that rewrote the line: the entry's `label`,
+    else its action and package. No parentheses: they close the annotation."""
+    text = str(entry.get("label") or f"{kind} {package}")
+    return text.replace("(", "[").replace(")", "]")
 
 
 def _scoped(addition: str, outer: Marker | None) -> str:
@@ -128,6 +139,10 @@ class Run:
             requirement = self.parsed[text] = Requirement(text)
         return Req(requirement, source, text)
 
+    def rewritten(self, old: Req, text: str, policy: str) -> Req:
+        """What a policy made of `old`: the new requirement, the line still quoted as its node wrote it."""
+        return replace(self.req(text, old.source), text=old.text, policy=policy)
+
     def act(
         self,
         package: str,
@@ -143,6 +158,7 @@ class Run:
             str(entry.get("reason", "")),
             self.policy.origins.get(package, BASE_ORIGIN),
             requested_by,
+            label(entry, kind, package) if entry.get("label") else None,
         )
         self.actions.append(((package, _KIND_ORDER[kind], len(self.actions)), action))
         if entry.get("extra_index_url"):
@@ -218,7 +234,8 @@ class Run:
             spec = decision.get("version", "")
             self.excludes.add(name)
             self.replaced.add(name)
-            new = [self.req(_rewrite(r.requirement, target, spec), r.source) for r in reqs]
+            tag = label(decision, "replace", name)
+            new = [self.rewritten(r, _rewrite(r.requirement, target, spec), tag) for r in reqs]
             new = new or [self.synthetic(name, f"{target}{spec}")]
             self.route(target, new, name, (*seen, name))
         elif via is not None:
@@ -251,7 +268,8 @@ class Run:
                 adds = list(entry["additional_packages"])
                 for addition in adds:
                     if reqs:
-                        new = [self.req(_scoped(addition, r.requirement.marker), r.source) for r in reqs]
+                        tag = label(entry, kind, name)
+                        new = [self.rewritten(r, _scoped(addition, r.requirement.marker), tag) for r in reqs]
                     else:
                         new = [self.synthetic(name, addition)]
                     self.additions.extend(dict.fromkeys(new))

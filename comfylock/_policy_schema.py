@@ -157,7 +157,7 @@ def _uncomment(d: dict[str, Any]) -> dict[str, Any]:
 
 def _fields(c: _Checker, section: str, kind: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(required, optional) field checks of one entry."""
-    common = {"condition": c.condition, "reason": c.string}
+    common = {"condition": c.condition, "reason": c.string, "label": c.string}  # label: comfylock's
     table: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         "skip": ({}, {}),
         "force_version": ({"version": c.version}, {"extra_index_url": c.url}),

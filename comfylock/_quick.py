@@ -140,9 +140,23 @@ def lookup(
 
 
 def record(
-    cache: Path, lock_path: Path, fingerprint: str, files: list[str], names: list[str], quick: str
+    cache: Path,
+    lock_path: Path,
+    fingerprint: str,
+    files: list[str],
+    names: list[str],
+    quick: str,
+    args: Mapping[str, Any] | None = None,
 ) -> None:
     """Remember what a compile read: call it once the lock is written or found up to date, with the
-    digest taken right after collecting (a file edited while uv resolved must not count as read)."""
-    entry = {"fingerprint": fingerprint, "files": files, "names": names, "digest": quick}
+    digest taken right after collecting (a file edited while uv resolved must not count as read).
+    `args` (the compile's arguments()) let `check` ask the same question compile asked."""
+    entry = {"fingerprint": fingerprint, "files": files, "names": names, "digest": quick, "args": args}
     update_json_dict(cache, str(lock_path), entry)
+
+
+def recorded_args(cache: Path, lock_path: Path) -> dict[str, Any] | None:
+    """The arguments the last compile of `lock_path` ran with (see arguments()), if recorded."""
+    entry = read_json_dict(cache).get(str(lock_path))
+    args = entry.get("args") if isinstance(entry, dict) else None
+    return args if isinstance(args, dict) else None

@@ -27,6 +27,7 @@ from .workspace import Target, Workspace, open_workspace, probe_target, remember
 
 if TYPE_CHECKING:
     from . import _rollback, collect, inspect, policy
+    from ._check import CheckReport
 
 USER_REQUIREMENTS = "requirements.txt"
 USER_POLICY = "pip-policy.user.json"
@@ -128,27 +129,31 @@ def compile(  # noqa: A001 - the command's name
         parsed[str(cfg.path)] = cfg.sha
     watched = _quick.watched(ws, parsed, policy_files)
     seen = _quick.snapshot(watched, parsed)
-    pol = policy.load_policy(ws.user_dir / USER_POLICY, list(policy_files), base=default_policy)
-    facts = policy.Facts(
-        installed=target.installed,
-        os=target.os,
-        has_gpu=target.has_gpu,
-        comfyui_version=_compile.comfyui_version(ws.root),
+    from ._stale import read_inputs
+
+    found = read_inputs(
+        ws,
+        cfg,
+        target,
+        coll,
+        ws.user_dir / USER_POLICY,
+        policy_files,
+        default_policy,
+        index,
+        python_version,
+        python_platform,
     )
-    for inp in coll.inputs:
-        for opt in inp.index_options:
-            index = _compile.add_node_option(index, opt)
-    fp = fingerprint(coll, pol, target, index, cfg, python_version, python_platform, facts.comfyui_version)
+    pol, facts, index, fp = found.policy, found.facts, found.index, found.fingerprint
     names = policy_names(pol.entries)
     quick = _quick.digest(ws, target, seen, names, args)
 
-    def done() -> None:
+    def done(recorded: str) -> None:
         remember(target)
-        _quick.record(_quick.cache_path(ws), ctx.lock_path, fp, watched, names, quick)
+        _quick.record(_quick.cache_path(ws), ctx.lock_path, recorded, watched, names, quick, args)
 
     if previous is not None and previous.intact and previous.meta.get("fingerprint") == fp and not forced:
         if not dry_run:
-            done()
+            done(fp)
         return CompileResult(ctx.lock_path, previous, (), coll, None, up_to_date=True, written=False)
 
     upgrade_set = frozenset({"*"} if upgrade else {_compile.resolve_name(p) for p in upgrade_packages})
@@ -174,22 +179,42 @@ def compile(  # noqa: A001 - the command's name
     resolved, outcome, warnings, used_cache = _compile.resolve_with_policy(
         base, pol, coll, facts, outcome, upgrade_set, cfg.torch_index, notes
     )
+    from ._settle import settle
+
+    # The lock records the policies as they read the environment its sync leaves, so compiling again
+    # after that sync finds it up to date (the fingerprint is of that environment too).
+    settled = settle(base, pol, coll, facts, outcome, resolved, warnings, upgrade_set, cfg.torch_index)
+    fp_after = fp
+    if settled.facts is not None:
+        fp_after = fingerprint(
+            coll,
+            pol,
+            target,
+            index,
+            cfg,
+            python_version,
+            python_platform,
+            facts.comfyui_version,
+            root=ws.root,
+            installed=settled.facts.installed,
+            has_gpu=settled.facts.has_gpu,
+        )
     new = _compile.build_lock(
         ws,
         coll,
-        outcome,
-        resolved,
-        base.index.plus(outcome.extra_index_urls),
+        settled.outcome,
+        settled.resolved,
+        base.index.plus(settled.outcome.extra_index_urls),
         target,
-        fp,
+        fp_after,
         python_version,
         python_platform,
-        warnings,
+        list(settled.warnings),
     )
     changes = tuple(lock.diff(lock.pin_versions(previous) if previous else {}, lock.pin_versions(new)))
     if not dry_run:
         lock.write_lock(ctx.lock_path, new)
-        done()
+        done(fp_after)  # this environment, as it is now, gives this lock
     return CompileResult(
         ctx.lock_path,
         new,
@@ -197,7 +222,7 @@ def compile(  # noqa: A001 - the command's name
         coll,
         outcome,
         written=not dry_run,
-        warnings=(*warnings, *notes),
+        warnings=(*settled.shown, *notes),
         offline_first=used_cache,
         previous=previous,
         duplicates=_duplicates(ws.python, new),
@@ -348,35 +373,12 @@ def check(ctx: Context) -> sync.SyncPlan:
     )
 
 
-@dataclass(frozen=True)
-class CheckReport:
-    plan: sync.SyncPlan
-    stale: tuple[inspect.Stale, ...] = ()
-    broken: tuple[inspect.Broken, ...] = ()
-    rolled_back: history.Entry | None = None  # the environment is at this entry by a rollback
-
-
 def check_report(ctx: Context) -> CheckReport:
-    """check(), plus whether the lock is stale and what `uv pip check` finds broken."""
-    from . import _compile, _rollback, inspect
+    """check(), plus whether the lock is stale (as compile decides it) and what `uv pip check` finds
+    broken, apart from what the lock's policies do on purpose (see `_check`)."""
+    from ._check import check_report as report
 
-    ws, cfg = ctx.ws, ctx.config
-    from ._typed_names import check_node_names
-
-    check_node_names(ws, (), cfg)
-    target = probe_target(ws.python, ws.probe_cache)
-    the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))
-    try:
-        coll = _collect(ctx, cfg.skip, keep_going=True)
-        folders = {i.node: i.path for i in coll.inputs}
-        stale = inspect.stale(the_lock, _compile.node_lines(ws, coll), coll.requirements(), folders)
-    except InputError as e:
-        stale = [inspect.Stale("?", "requirements", f"cannot read the requirements now: {e}")]
-    broken = inspect.parse_pip_check(resolve.pip_check(ws.python))
-    unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
-    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
-    back = None if p.is_noop else _rollback.rolled_back_to(ws.user_dir, target.installed)
-    return CheckReport(p, tuple(stale), tuple(broken), back)
+    return report(ctx)
 
 
 # --- the user's own requirements -----------------------------------------------------------------

@@ -232,9 +232,12 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
         for bad in i.bad_lines:
             out(f"  warning: skipped {bad.source.path.name}:{bad.source.line}: {bad.text!r} ({bad.reason})")
     if r.outcome is not None:
+        # One line per action: the torch stack's packages each carry the same pin_dependencies entry.
+        said: dict[tuple[str, str], set[str]] = {}
         for a in r.outcome.actions:
-            who = sorted({src.node for src in a.requested_by})
-            out(f"  policy {a.kind}: {a.detail}" + (f" (asked by {', '.join(who)})" if who else ""))
+            said.setdefault((a.kind, a.detail), set()).update(src.node for src in a.requested_by)
+        for (kind, detail), who in said.items():
+            out(f"  policy {kind}: {detail}" + (f" (asked by {', '.join(sorted(who))})" if who else ""))
     for w in r.warnings:
         out(f"  warning: {w}")
     from ._cli_inspect import report_lines
@@ -356,8 +359,11 @@ def _check(args: argparse.Namespace, out: Out) -> int:
     data["broken"] = [
         {"package": b.package, "requirement": b.requirement, "installed": b.installed} for b in r.broken
     ]
+    from ._stale import report as intended_json
+
+    data["intended"] = intended_json(r.intended)
     out.json("check", data)
-    for line in report_lines(stale=r.stale, broken=r.broken):
+    for line in report_lines(stale=r.stale, broken=r.broken, intended=r.intended):
         out(line)
     if p.is_noop:
         out(f"environment matches {_display(ctx.lock_path)}")

@@ -39,6 +39,9 @@ class Req:
     source: Source
     text: str
     constraint: bool = False  # came from a `-c` include: narrows, never adds a package
+    # Set when a policy rewrote the line (replace) or added to it (install_with): which policy.
+    # `requirement` is then what the policy made of it, `text` still the line as the node wrote it.
+    policy: str | None = None
 
     @property
     def name(self) -> NormalizedName:

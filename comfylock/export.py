@@ -97,9 +97,7 @@ def comfylock_table(the_lock: Lock, source: str) -> dict[str, Any]:
     for pin in the_lock.pins:
         entry: dict[str, Any] = {"spec": pin.spec}
         if pin.requested_by:
-            entry["requested-by"] = [
-                {"node": r.node, "file": r.file, "line": r.line, "text": r.text} for r in pin.requested_by
-            ]
+            entry["requested-by"] = [_request_table(r) for r in pin.requested_by]
         if pin.needed_by:
             entry["needed-by"] = list(pin.needed_by)
         packages[pin.name] = entry
@@ -325,13 +323,24 @@ def _pin(pkg: dict[str, Any], known: dict[str, Any], path: Path, i: int, links: 
     return Pin(cname, spec, requests, needed)
 
 
+def _request_table(r: Request) -> dict[str, Any]:
+    out: dict[str, Any] = {"node": r.node, "file": r.file, "line": r.line, "text": r.text}
+    if r.rewritten is not None:  # the policy's rewrite of the line as written (see lock.Request)
+        out["rewritten"] = r.rewritten
+        out["policy"] = r.policy or ""
+    return out
+
+
 def _request(r: dict[str, Any]) -> Request:
     line = r.get("line")
+    rewritten, policy = r.get("rewritten"), r.get("policy")
     return Request(
         str(r.get("node", "?")),
         str(r.get("file", "?")),
         line if isinstance(line, int) else 0,
         str(r.get("text", "")),
+        rewritten if isinstance(rewritten, str) else None,
+        policy if isinstance(policy, str) and isinstance(rewritten, str) else None,
     )
 
 

@@ -26,7 +26,7 @@ from ._imports import (
     site_dirs,
 )
 from ._lockgraph import children, direct, node_order, owners, reach
-from ._names import canon, node_file, req_name, words
+from ._names import canon, node_file, words
 from .lock import Change, Lock, Pin, Request, parse_lock, pin_versions
 from .lock import diff as diff_versions
 
@@ -299,18 +299,16 @@ def stale(
 
 
 def _changed_lines(lock: Lock, reqs: list[Any], folders: Mapping[str, Path], skip: set[str]) -> list[Stale]:
-    recorded = {(r.node, r.file, r.text) for p in lock.pins for r in p.requested_by}
+    # The lock quotes each line as its node wrote it (a policy's rewrite follows it), so lines compare
+    # as they are; the lines a policy adds of its own are the policy's, which the fingerprint covers.
+    recorded = {(r.node, r.file, r.text) for p in lock.pins for r in p.requested_by if r.node != "policy"}
     current = {
         (r.source.node, node_file(Path(r.source.path), folders.get(r.source.node)), r.text) for r in reqs
     }
-    # A policy rewrites (replace) or drops (skip) lines, and adds its own: what it touched is not
-    # comparable line for line, and the policy itself is part of the lock's fingerprint.
-    touched: set[str] = set().union(*(words(line) for line in lock.lists.get("policy", ())))
     changes: dict[str, list[str]] = {}
     for pairs, what in ((recorded - current, "gone"), (current - recorded, "new")):
         for node, file, text in sorted(pairs):
-            if req_name(text) not in touched:
-                changes.setdefault(node, []).append(f"{file}: {text!r} {what}")
+            changes.setdefault(node, []).append(f"{file}: {text!r} {what}")
     return [
         Stale(n, "requirements", "; ".join(c[:3]) + (f" (+{len(c) - 3})" if len(c) > 3 else ""))
         for n, c in changes.items()

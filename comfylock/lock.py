@@ -35,6 +35,8 @@ _SIMPLE_PIN = re.compile(
     re.ASCII,
 )
 _REQUESTED = re.compile(r"^requested by (?P<node>.+?) \((?P<file>[^()]*):(?P<line>\d+)\): ?(?P<text>.*)$")
+# "opencv-python>=4.5 -> opencv-contrib-python-headless>=4.5 (policy: one OpenCV)"
+_REWRITE = re.compile(r"^(?P<text>.+?) -> (?P<new>.+) \(policy: (?P<policy>[^()]*)\)$")
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,15 @@ class Request:
     node: str
     file: str  # relative to the node's folder (core: ComfyUI's folder), forward slashes
     line: int
-    text: str
+    text: str  # the line as the node wrote it (comments removed)
+    rewritten: str | None = None  # what a policy made of it (replace, install_with), if one did
+    policy: str | None = None  # that policy's label
+
+    def quoted(self) -> str:
+        """The line as written, then the policy's rewrite: what the lock and `why` show."""
+        if self.rewritten is None:
+            return self.text
+        return f"{self.text} -> {self.rewritten} (policy: {self.policy or '?'})"
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,9 @@ def format_body(pins: Iterable[Pin], options: Iterable[str]) -> str:
     for pin in sorted(pins, key=lambda p: p.name):
         lines.append(pin.spec)
         for r in pin.requested_by:
-            lines.append(f"    # requested by {_clean(r.node)} ({_clean(r.file)}:{r.line}): {_clean(r.text)}")
+            lines.append(
+                f"    # requested by {_clean(r.node)} ({_clean(r.file)}:{r.line}): {_clean(r.quoted())}"
+            )
         if pin.needed_by:
             lines.append(f"    # needed by {', '.join(pin.needed_by)}")
     return "\n".join(lines) + "\n"
@@ -237,7 +249,12 @@ def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pi
                 continue
             m = _REQUESTED.match(comment)
             if m:
-                current["req"].append(Request(m["node"], m["file"], int(m["line"]), m["text"]))
+                text, rewrite = m["text"], _REWRITE.match(m["text"])
+                if rewrite:
+                    new = (rewrite["text"], rewrite["new"], rewrite["policy"])
+                    current["req"].append(Request(m["node"], m["file"], int(m["line"]), *new))
+                else:
+                    current["req"].append(Request(m["node"], m["file"], int(m["line"]), text))
             elif comment.startswith("needed by "):
                 current["need"].extend(x.strip() for x in comment[len("needed by ") :].split(","))
             continue

@@ -232,7 +232,17 @@ def test_stale_lines_leave_out_what_a_policy_touched(tmp_path):
         (
             Pin("bar", "bar==1.0", (R("C", 1, "bar", "reqs.txt"),)),
             Pin("foo", "foo==1.0", (R("A", 1, "foo<2", "sub/reqs.txt"),)),
-            Pin("opencv-python", "opencv-python==4.10.0", (R("A", 2, "opencv-python", "sub/reqs.txt"),)),
+            Pin(
+                "opencv-contrib-python-headless",
+                "opencv-contrib-python-headless==4.10.0",
+                # The lock quotes the line as written, then the rewrite; the policy's own line is its.
+                (
+                    Request(
+                        "A", "sub/reqs.txt", 2, "opencv-python", "opencv-contrib-python-headless", "one cv2"
+                    ),
+                    Request("policy", "comfylock/pip-policy.json", 9, "opencv-contrib-python-headless"),
+                ),
+            ),
         ),
         lists={
             "node": ("A sub/reqs.txt", "C reqs.txt"),
@@ -241,7 +251,7 @@ def test_stale_lines_leave_out_what_a_policy_touched(tmp_path):
     )
     now = [
         req("A", a / "sub" / "reqs.txt", 1, "foo<3"),  # a changed line: reported, path relative to A
-        req("A", a / "sub" / "reqs.txt", 2, "opencv-contrib-python-headless"),  # the policy's doing
+        req("A", a / "sub" / "reqs.txt", 2, "opencv-python"),  # as written: the policy rewrote it
         req("A", a / "sub" / "pins.txt", 1, "foo<2.5", constraint=True),  # constraints are not compared
         req("B", tmp_path / "B" / "reqs.txt", 1, "baz"),  # a new node: not listed line by line
         req("C", tmp_path / "elsewhere" / "reqs.txt", 1, "bar"),  # no folder known: the bare file name

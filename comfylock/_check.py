@@ -1,0 +1,92 @@
+"""`check`: the environment against the lock, whether the lock is stale (compile's own question) and
+what `uv pip check` finds broken apart from what the lock's policies do on purpose."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _compile, _quick, export, history, inspect, resolve, sync
+from ._exceptions import ComfylockError
+from ._fingerprint import policy_names
+from ._stale import Intended, explain, index_from_args, read_inputs, split_broken
+from .api import USER_POLICY, Context, _collect
+from .lock import Lock
+from .resolve import IndexOptions
+from .workspace import Target, probe_target
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    plan: sync.SyncPlan
+    stale: tuple[inspect.Stale, ...] = ()
+    broken: tuple[inspect.Broken, ...] = ()  # real breakage only
+    intended: tuple[Intended, ...] = ()  # what `uv pip check` calls broken because a policy chose so
+    rolled_back: history.Entry | None = None  # the environment is at this entry by a rollback
+
+
+def check_report(ctx: Context) -> CheckReport:
+    """check(), plus whether the lock is stale (as compile decides it) and what `uv pip check` finds
+    broken, apart from what the lock's policies do on purpose."""
+    from ._rollback import rolled_back_to
+    from ._typed_names import check_node_names
+
+    ws = ctx.ws
+    check_node_names(ws, (), ctx.config)
+    target = probe_target(ws.python, ws.probe_cache)
+    the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))
+    try:
+        stale = _stale_now(ctx, target, the_lock)
+    except ComfylockError as e:
+        stale = [inspect.Stale("?", "requirements", f"cannot read the inputs now: {e}")]
+    found = inspect.parse_pip_check(resolve.pip_check(ws.python))
+    broken, intended = split_broken(found, the_lock, target.installed)
+    unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
+    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
+    back = None if p.is_noop else rolled_back_to(ws.user_dir, target.installed)
+    return CheckReport(p, tuple(stale), tuple(broken), tuple(intended), back)
+
+
+def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Stale]:
+    """compile's own question: does the fingerprint of today's inputs match the lock's? Asked with the
+    arguments the last compile of this lock ran with (its record), else with compile's defaults."""
+    if "fingerprint" not in the_lock.meta:
+        return []  # a pylock or a plain requirements file: nothing to compare
+    ws, cfg = ctx.ws, ctx.config
+    args = _quick.recorded_args(_quick.cache_path(ws), ctx.lock_path)
+    if args is not None:
+        skip = frozenset(args.get("skip") or ())
+        index = index_from_args(args.get("index") or [])
+        files = [Path(f) for f in args.get("policy_files") or []]
+        default_policy = bool(args.get("default_policy", True))
+        python_version, python_platform = args.get("python_version"), args.get("python_platform")
+    else:
+        skip, files, default_policy = cfg.skip, [], True
+        index = cfg.index or IndexOptions.from_env(os.environ)
+        python_version = the_lock.meta.get("target-python-version")
+        python_platform = the_lock.meta.get("target-python-platform")
+    coll = _collect(ctx, skip, keep_going=True)
+    found = read_inputs(
+        ws,
+        cfg,
+        target,
+        coll,
+        ws.user_dir / USER_POLICY,
+        files,
+        default_policy,
+        index,
+        python_version,
+        python_platform,
+    )
+    if found.fingerprint == the_lock.meta["fingerprint"]:
+        return []
+    folders = {i.node: i.path for i in coll.inputs}
+    return explain(
+        the_lock,
+        found,
+        _compile.node_lines(ws, coll),
+        folders,
+        export.marker_environment(target),
+        policy_names(found.policy.entries),
+    )

@@ -1,0 +1,22 @@
+"""Paths as a lock writes them: the same inputs on two machines must give the same bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def portable(path: Path, root: Path) -> str:
+    """`path` relative to ComfyUI's folder (`root`), forward slashes; `~/...` for a file under the home
+    folder outside it; as given (forward slashes) otherwise. A relative path is taken as it is."""
+    if not path.is_absolute():
+        return path.as_posix()
+    for base in dict.fromkeys((root, root.resolve())):
+        if path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
+    try:
+        home = Path.home()
+    except RuntimeError:  # no home folder known (a service account)
+        return path.as_posix()
+    if path.is_relative_to(home):
+        return "~/" + path.relative_to(home).as_posix()
+    return path.as_posix()
