@@ -79,7 +79,35 @@ def _classify(body: str) -> tuple[str, Requirement | str]:
         return "bad", str(e).splitlines()[0] if str(e) else type(e).__name__
     if req.url is not None and (not _URL.match(req.url) or req.url.lower().startswith("file:")):
         return "local", ""
-    return "ok", req
+    refused = _untrusted(req)
+    return ("refused", refused) if refused else ("ok", req)
+
+
+# Only what a registry-less stranger's line can safely name: a web archive or a remote git repository.
+# ftp, file, hg, svn, git+file... reach local files or hosts by other means, and a local sdist runs its
+# build backend.
+_WEB_SCHEMES = frozenset({"http", "https"})
+_VCS_SCHEMES = frozenset({"git+https", "git+ssh"})
+
+
+def _untrusted(req: Requirement) -> str | None:
+    """Why uv must not see this requirement, or None. uv expands ${VAR} in requirement files (URLs
+    included), so a '$' outside a quoted marker string is refused outright (write a literal one as
+    %24), and a '${' inside one too: no environment variable may leave this machine in a URL."""
+    plain = "".join((req.name, *sorted(req.extras), str(req.specifier), req.url or ""))
+    if "$" in plain or (req.marker is not None and "${" in str(req.marker)):
+        return "'$' is not allowed (uv would expand ${VAR} from your environment); write %24 for a '$'"
+    if req.url is None:
+        return None
+    parts = urlsplit(req.url)
+    scheme = parts.scheme.lower()
+    if scheme not in _WEB_SCHEMES | _VCS_SCHEMES:
+        return f"URL scheme {scheme}: is not allowed (only https://, http:// archives and git+https://, git+ssh://)"
+    if not parts.hostname:
+        return "URL names no host"
+    if scheme in _WEB_SCHEMES and not unquote(parts.path).lower().endswith(_ARCHIVES):
+        return f"URL does not name an archive ({', '.join(_ARCHIVES)})"
+    return None
 
 
 def _quote(text: str, limit: int = 80) -> str:
@@ -252,6 +280,10 @@ class _Parser:
                     src,
                     f"{allow}, or {skip}" if skip else allow,
                 )
+            if value is not None and "$" in value:
+                raise self.fail(
+                    f"option {name} value {_quote(value)}: '$' is not allowed (uv would expand ${{VAR}})", src
+                )
             self.options.append(IndexOption(name, value, src))
         else:
             raise self.fail(f"option {name} is not supported", src, _skip_hint(self.node))
@@ -305,6 +337,8 @@ class _Parser:
             self.reqs.append(Req(value, src, text, constraint))  # type: ignore[arg-type]
         elif kind == "local":
             raise self.local(text, src)
+        elif kind == "refused":
+            raise self.fail(f"requirement {_quote(text)} refused: {value}", src, _skip_hint(self.node))
         elif self.keep_going:
             self.bad.append(BadLine(src, text, str(value)))
         else:

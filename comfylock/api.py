@@ -113,7 +113,9 @@ def compile(  # noqa: A001 - the command's name
             if not dry_run:
                 remember(target)
             again = functools.partial(_collect, ctx, skip, keep_going)
-            return CompileResult(ctx.lock_path, previous, (), again, None, up_to_date=True, written=False)
+            return CompileResult(
+                ctx.lock_path, previous, (), again, None, True, False, _env_warnings()
+            )
 
     from . import _compile, policy
     from ._fingerprint import fingerprint, policy_names
@@ -146,7 +148,9 @@ def compile(  # noqa: A001 - the command's name
     if previous is not None and previous.intact and previous.meta.get("fingerprint") == fp and not forced:
         if not dry_run:
             done()
-        return CompileResult(ctx.lock_path, previous, (), coll, None, up_to_date=True, written=False)
+        return CompileResult(
+            ctx.lock_path, previous, (), coll, None, up_to_date=True, written=False, warnings=_env_warnings()
+        )
 
     upgrade_set = frozenset({"*"} if upgrade else {_compile.resolve_name(p) for p in upgrade_packages})
     outcome = policy.apply(pol, coll.requirements(), facts, upgrade=upgrade_set, torch_index=cfg.torch_index)
@@ -193,11 +197,18 @@ def compile(  # noqa: A001 - the command's name
         coll,
         outcome,
         written=not dry_run,
-        warnings=tuple(warnings),
+        warnings=(*warnings, *_env_warnings()),
         offline_first=used_cache,
         previous=previous,
         duplicates=_duplicates(ws.python, new),
     )
+
+
+def _env_warnings() -> tuple[str, ...]:
+    """The user's UV_* variables uv will not see (see _uvenv)."""
+    from ._uvenv import ignored
+
+    return tuple(ignored(os.environ))
 
 
 def _collect(ctx: Context, skip: frozenset[str], keep_going: bool) -> collect.Collection:
@@ -258,6 +269,7 @@ def sync_env(
     the_lock = export.read_any(path, export.marker_environment(target))
     lock.require_intact(the_lock, path)
     warnings = [] if the_lock.intact else [f"{path.name} was edited since comfylock wrote it"]
+    warnings += _env_warnings()
     mismatch = export.check_target(the_lock, target)
     if mismatch and not force:
         raise InputError(mismatch, path=path, hint="compile for this machine, or pass --force to sync anyway")

@@ -210,6 +210,8 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
     name = _display(r.lock_path)
     if r.up_to_date:  # without reading r.collection: the quick no-op check collects nothing
         out(f"{name} is up to date ({r.nodes} nodes, {len(r.lock.pins)} packages; nothing changed)")
+        for w in r.warnings:
+            out(f"  warning: {w}")
         return 0
     inputs = r.collection.inputs
     nreq = sum(len(i.requirements) for i in inputs)
