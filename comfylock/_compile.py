@@ -11,7 +11,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from . import __version__, collect, lock, policy, resolve
-from ._exceptions import ResolutionError
+from ._exceptions import InputError, ResolutionError
+from ._fs import read_bytes
 from ._git import git_commit
 from .lock import Lock, Pin, Request
 from .resolve import IndexOptions
@@ -43,9 +44,10 @@ def resolve_name(spec: str) -> str:
 def comfyui_version(root: Path) -> str | None:
     for path in (root / "comfyui_version.py", root / "pyproject.toml"):
         try:
-            m = re.search(r'^(?:__version__|version)\s*=\s*"([^"]+)"', path.read_text(encoding="utf-8"), re.M)
-        except OSError:
+            text = read_bytes(path).decode("utf-8", errors="replace")
+        except (OSError, InputError):
             continue
+        m = re.search(r'^(?:__version__|version)\s*=\s*"([^"]+)"', text, re.M)
         if m:
             return m.group(1)
     return None

@@ -351,6 +351,8 @@ class _Parser:
         tomllib = toml()  # imported here: most nodes have a requirements.txt
         try:
             data = tomllib.loads(text)
+        except RecursionError:  # [[[[... 200 kB deep: no pyproject.toml is like that
+            raise InputError(f"{self.node}: TOML nested too deeply", path=path, line=1) from None
         except tomllib.TOMLDecodeError as e:
             found = re.search(r"line (\d+)", str(e))
             last = text.count("\n") + (not text.endswith("\n"))  # "at end of document" has no number

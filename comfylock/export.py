@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from . import resolve
 from ._exceptions import InputError, LockFileError, UvError
-from ._fs import atomic_write
+from ._fs import BIG_BYTES, atomic_write, read_bytes
 from ._names import canon
 from ._redact import strip_text
 from .config import toml
@@ -201,15 +201,19 @@ def read_pylock(path: Path, environment: Mapping[str, str] | None = None) -> Loc
     --find-links; everything else comes from the configured index at sync time."""
     tomllib = toml()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bytes(path, BIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise LockFileError("no pylock file", path=path) from None
+    except InputError as e:
+        raise LockFileError(e.message, path=path) from None
     except (OSError, UnicodeDecodeError) as e:
         raise LockFileError(f"cannot read pylock file: {e}", path=path) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise LockFileError(f"invalid TOML: {e}", path=path) from None
+    except RecursionError:
+        raise LockFileError("TOML nested too deeply to be a pylock", path=path, line=1) from None
     version = str(data.get("lock-version", ""))
     if not version.startswith("1."):
         raise LockFileError(
