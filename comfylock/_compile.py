@@ -30,6 +30,14 @@ def node_lines(ws: Workspace, coll: collect.Collection) -> list[str]:
     return out
 
 
+def refreshed_commits(ws: Workspace, coll: collect.Collection, previous: Lock) -> Lock | None:
+    """`previous` with its node lines as they are now (a node's commit moved), or None if unchanged."""
+    lines = tuple(lock.clean(line) for line in node_lines(ws, coll))
+    if lines == tuple(previous.lists.get("node", ())):
+        return None
+    return replace(previous, lists={**previous.lists, "node": lines})
+
+
 def relative(path: Path, base: Path) -> str:
     try:
         return path.relative_to(base).as_posix()

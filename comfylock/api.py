@@ -146,10 +146,22 @@ def compile(  # noqa: A001 - the command's name
         _quick.record(_quick.cache_path(ws), ctx.lock_path, fp, watched, names, quick)
 
     if previous is not None and previous.intact and previous.meta.get("fingerprint") == fp and not forced:
+        # A node's git commit decides nothing uv resolves, so a moved commit with the same requirements
+        # costs no resolution; but the header names the commits, and must not keep the old ones.
+        fresh = _compile.refreshed_commits(ws, coll, previous)
+        if fresh is not None and not dry_run:
+            lock.write_lock(ctx.lock_path, fresh)
         if not dry_run:
             done()
         return CompileResult(
-            ctx.lock_path, previous, (), coll, None, up_to_date=True, written=False, warnings=_env_warnings()
+            ctx.lock_path,
+            fresh or previous,
+            (),
+            coll,
+            None,
+            up_to_date=True,
+            written=fresh is not None and not dry_run,
+            warnings=_env_warnings(),
         )
 
     upgrade_set = frozenset({"*"} if upgrade else {_compile.resolve_name(p) for p in upgrade_packages})

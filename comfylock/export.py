@@ -261,6 +261,12 @@ def _table(value: Any, what: str, path: Path) -> dict[str, Any]:
     return value
 
 
+def _list(value: Any, what: str, path: Path) -> list[Any]:
+    if not isinstance(value, list):
+        raise LockFileError(f"{what} must be an array", path=path)
+    return value
+
+
 def _strings(value: Any, what: str, path: Path) -> dict[str, str]:
     table = _table(value, what, path)
     return {str(k): str(v) for k, v in table.items() if isinstance(v, (str, int, float))}
@@ -307,8 +313,9 @@ def _pin(pkg: dict[str, Any], known: dict[str, Any], path: Path, i: int, links: 
         spec = f"{cname} @ {_file_url(str(directory.get('path', '')), base)}"
     elif isinstance(version, str) and version:
         spec = f"{cname}=={version}"
-        for dist in [*pkg.get("wheels", []), pkg.get("sdist")]:
+        for dist in [*_list(pkg.get("wheels", []), f"packages[{i}].wheels", path), pkg.get("sdist")]:
             url = dist.get("url", "") if isinstance(dist, dict) else ""
+            url = url if isinstance(url, str) else ""
             if url.startswith("file:"):
                 from urllib.request import url2pathname  # only here: it costs 20 ms to import
 
@@ -320,8 +327,11 @@ def _pin(pkg: dict[str, Any], known: dict[str, Any], path: Path, i: int, links: 
     entry = known.get(cname)
     entry = entry if isinstance(entry, dict) else {}
     spec = _original_spec(entry.get("spec"), spec, cname)
-    requests = tuple(_request(r) for r in entry.get("requested-by", []) if isinstance(r, dict))
-    needed = tuple(str(n) for n in entry.get("needed-by", []) if isinstance(n, str))
+    where = f"tool.comfylock.packages.{cname}"
+    asked = _list(entry.get("requested-by", []), f"{where}.requested-by", path)
+    requests = tuple(_request(r) for r in asked if isinstance(r, dict))
+    needers = _list(entry.get("needed-by", []), f"{where}.needed-by", path)
+    needed = tuple(str(n) for n in needers if isinstance(n, str))
     try:
         Requirement(spec)
     except InvalidRequirement as e:

@@ -86,6 +86,9 @@ def _clean(text: str) -> str:
     return strip_text("".join(c if c.isprintable() else "?" for c in text))
 
 
+clean = _clean  # what a header or annotation line holds of a text
+
+
 def format_body(pins: Iterable[Pin], options: Iterable[str]) -> str:
     lines = list(options)
     if lines:
