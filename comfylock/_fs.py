@@ -43,6 +43,10 @@ def atomic_write(path: Path, text: str) -> None:
     raises WriteError and leaves the old file as it was.
     """
     tmp: str | None = None
+    if os.path.islink(path):
+        # A lock kept elsewhere (a team's repository) and linked in: replacing the link with a file
+        # would leave the real one stale. The new file goes next to the target and replaces it.
+        path = Path(os.path.realpath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         import tempfile
