@@ -394,44 +394,22 @@ def check_report(ctx: Context) -> CheckReport:
 
 @locked
 def add(ctx: Context, specs: Sequence[str]) -> list[str]:
-    """Add requirements to the user's own list (replacing an earlier line for the same package)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
+    """Add requirements to the user's own list: a package's earlier line is replaced in place, a new
+    one goes at the end; comments and order stay."""
+    from ._userreqs import UserFile
 
-    path = ctx.ws.user_dir / USER_REQUIREMENTS
-    lines = _user_lines(path)
+    f = UserFile(ctx.ws.user_dir / USER_REQUIREMENTS)
     for spec in specs:
-        try:
-            req = Requirement(spec)
-        except InvalidRequirement as e:
-            raise InputError(f"not a valid requirement {spec!r}: {e}") from None
-        name = canonicalize_name(req.name)
-        lines = [ln for ln in lines if canonicalize_name(Requirement(ln).name) != name] + [str(req)]
-    atomic_write(path, "".join(f"{ln}\n" for ln in sorted(lines, key=str.lower)))
-    return lines
+        f.add(spec)
+    atomic_write(f.path, f.text())
+    return f.requirements()
 
 
 @locked
 def remove(ctx: Context, names: Sequence[str]) -> list[str]:
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
+    from ._userreqs import UserFile
 
-    path = ctx.ws.user_dir / USER_REQUIREMENTS
-    drop = {canonicalize_name(n) for n in names}
-    lines = _user_lines(path)
-    missing = drop - {canonicalize_name(Requirement(ln).name) for ln in lines}
-    if missing:
-        raise InputError(f"{sorted(missing)[0]} is not in your requirements", path=path)
-    kept = [ln for ln in lines if canonicalize_name(Requirement(ln).name) not in drop]
-    atomic_write(path, "".join(f"{ln}\n" for ln in kept))
-    return kept
-
-
-def _user_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        return []
-    return [
-        ln.strip()
-        for ln in path.read_text(encoding="utf-8").splitlines()
-        if ln.strip() and not ln.lstrip().startswith("#")
-    ]
+    f = UserFile(ctx.ws.user_dir / USER_REQUIREMENTS)
+    f.remove(names)
+    atomic_write(f.path, f.text())
+    return f.requirements()
