@@ -55,6 +55,7 @@ def hostile_env(tmp: Path, evil: Path) -> tuple[dict[str, str], Path]:
     uv.toml files with find-links to `evil` above the temp folder, in the working folder and in the
     user's config, and UV_* variables that would each change a resolution."""
     planted = f'[pip]\nfind-links = ["{evil.as_posix()}"]\nprerelease = "allow"\n'
+    evil.mkdir(exist_ok=True)  # an empty one still proves the planted file is not read
     shared = tmp / "shared-tmp"  # stands in for a world-writable /tmp with a stranger's uv.toml in it
     (shared / "tmp").mkdir(parents=True, exist_ok=True)
     (shared / "uv.toml").write_text(planted)
@@ -795,7 +796,8 @@ def test_probe_cache_sees_a_same_size_pth_edit_with_its_mtime_reset(venv, tmp_pa
     one.mkdir()
     two.mkdir()
     pth = site / "extra.pth"
-    pth.write_text(f"{one}\n")
+    # An import line: what it adds to sys.path is seen only by running it, not by listing folders.
+    pth.write_text(f"import sys; sys.path.append({str(one)!r})\n")
     then = time.time() - 60
     os.utime(pth, (then, then))
     os.utime(site, (then, then))
@@ -806,7 +808,7 @@ def test_probe_cache_sees_a_same_size_pth_edit_with_its_mtime_reset(venv, tmp_pa
     remember(probe_target(venv, cache))
     assert str(one) in probe_target(venv, cache).site_dirs
     with open(pth, "r+") as f:  # same inode, same size, then the old mtime back
-        f.write(f"{two}\n")
+        f.write(f"import sys; sys.path.append({str(two)!r})\n")
     os.utime(pth, (then, then))
     assert str(two) in probe_target(venv, cache).site_dirs
 
