@@ -98,9 +98,7 @@ def child_env(
             env["UV_DEFAULT_INDEX"] = index.index_url
         if index.extra_index_urls:
             names = index_names(environ)
-            env["UV_INDEX"] = " ".join(
-                f"{names[u]}={u}" if u in names else u for u in index.extra_index_urls
-            )
+            env["UV_INDEX"] = " ".join(f"{names[u]}={u}" if u in names else u for u in index.extra_index_urls)
         links = [link for link in index.find_links if "," not in link]
         if links:
             env["UV_FIND_LINKS"] = ",".join(links)

@@ -247,12 +247,12 @@ def origin_url(folder: Path) -> str | None:
     git = folder / ".git"
     try:
         if git.is_file():  # a submodule or worktree: "gitdir: PATH"; a worktree shares commondir's config
-            git = (folder / git.read_text(encoding="utf-8").partition("gitdir:")[2].strip()).resolve()
+            git = (folder / read_bytes(git).decode("utf-8").partition("gitdir:")[2].strip()).resolve()
             common = git / "commondir"
             if common.is_file():
-                git = (git / common.read_text(encoding="utf-8").strip()).resolve()
-        text = (git / "config").read_text(encoding="utf-8", errors="replace")
-    except OSError:
+                git = (git / read_bytes(common).decode("utf-8").strip()).resolve()
+        text = read_bytes(git / "config").decode("utf-8", errors="replace")
+    except (OSError, UnicodeDecodeError, InputError):
         return None
     urls: dict[str, str] = {}
     section = None
