@@ -99,6 +99,7 @@ def compile(  # noqa: A001 - the command's name
 ) -> CompileResult:
     """Resolve core + nodes + user requirements at once and write the lock (unless nothing changed)."""
     ws, cfg = ctx.ws, ctx.config
+    from_env = not (index or cfg.index)
     index = index or cfg.index or IndexOptions.from_env(os.environ)
     target = probe_target(ws.python, ws.probe_cache)
     skip = frozenset(skip_nodes) | cfg.skip
@@ -114,7 +115,7 @@ def compile(  # noqa: A001 - the command's name
                 remember(target)
             again = functools.partial(_collect, ctx, skip, keep_going)
             return CompileResult(
-                ctx.lock_path, previous, (), again, None, True, False, _env_warnings()
+                ctx.lock_path, previous, (), again, None, True, False, _env_warnings(from_env)
             )
 
     from . import _compile, policy
@@ -161,7 +162,7 @@ def compile(  # noqa: A001 - the command's name
             None,
             up_to_date=True,
             written=fresh is not None and not dry_run,
-            warnings=_env_warnings(),
+            warnings=_env_warnings(from_env),
         )
 
     upgrade_set = frozenset({"*"} if upgrade else {_compile.resolve_name(p) for p in upgrade_packages})
@@ -209,18 +210,23 @@ def compile(  # noqa: A001 - the command's name
         coll,
         outcome,
         written=not dry_run,
-        warnings=(*warnings, *_env_warnings()),
+        warnings=(*warnings, *_env_warnings(from_env)),
         offline_first=used_cache,
         previous=previous,
         duplicates=_duplicates(ws.python, new),
     )
 
 
-def _env_warnings() -> tuple[str, ...]:
-    """The user's UV_* variables uv will not see (see _uvenv)."""
-    from ._uvenv import ignored
+def _env_warnings(index_from_env: bool = True) -> tuple[str, ...]:
+    """The user's UV_* variables uv will not see (see _uvenv); uv's index variables too when the
+    command line or config.toml gave the index settings."""
+    from ._uvenv import CONSUMED, ignored
 
-    return tuple(ignored(os.environ))
+    unused = [] if index_from_env else sorted(k for k in CONSUMED if os.environ.get(k))
+    return (
+        *ignored(os.environ),
+        *(f"{k} is ignored: the index settings of the command line or config.toml win" for k in unused),
+    )
 
 
 def _collect(ctx: Context, skip: frozenset[str], keep_going: bool) -> collect.Collection:
@@ -295,7 +301,10 @@ def sync_env(
         if not dry_run:
             remember(target)
         return SyncResult(p, path, None, dry_run, tuple(warnings))
-    index = IndexOptions.from_lines(the_lock.options) if the_lock.options else ctx.config.index
+    index = IndexOptions.from_lines(the_lock.options) if the_lock.options else None
+    # As compile: uv sees no UV_* index variable of its own, so a lock naming no index uses the
+    # config's, else the one those variables name.
+    index = index or ctx.config.index or IndexOptions.from_env(os.environ)
     # A lock holds index URLs without credentials; the user's own settings give them back.
     known = [*ctx.config.index.args(), *IndexOptions.from_env(os.environ).args()]
     index = IndexOptions(
