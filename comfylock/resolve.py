@@ -55,7 +55,32 @@ def uv_version() -> str:
 def _tempdir() -> tempfile.TemporaryDirectory[str]:
     import tempfile
 
-    return tempfile.TemporaryDirectory(prefix="comfylock-")
+    return tempfile.TemporaryDirectory(prefix="comfylock-", dir=_private_base())
+
+
+@functools.cache
+def _private_base() -> str | None:
+    """Where uv's scratch folders go: the user's cache folder when no folder above it is writable by
+    everyone, else the system's temp folder (None). uv, told UV_NO_CONFIG, reads no uv.toml planted
+    above either; this keeps node copies out of a shared /tmp where the user has a place of their own."""
+    import stat
+
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA", "")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not base or not os.path.isabs(base):
+        return None
+    folder = Path(base, "comfylock", "tmp")
+    try:
+        for parent in [folder, *folder.parents]:
+            st = os.stat(parent) if parent.exists() else None
+            if st is not None and os.name != "nt" and st.st_mode & stat.S_IWOTH:
+                return None
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(folder)
 
 
 def run_uv(

@@ -850,3 +850,25 @@ def test_terminal_escapes_in_node_names_are_printed_escaped(tmp_path, comfy, ven
         assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202e]", text), repr(text)
     assert "Evil\\x1b]0;owned\\x07\\x1b[2J\\u202eNode" in out and "Evil\\x1b" in err
     assert json.loads(json.dumps(out))  # printable as is
+
+
+@POSIX
+def test_uv_scratch_folder_avoids_world_writable_parents(tmp_path, monkeypatch):
+    import stat
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # under /tmp: writable by everyone
+    resolve._private_base.cache_clear()
+    try:
+        assert resolve._private_base() is None
+        home_cache = Path.home() / ".cache"
+        if any(p.exists() and p.stat().st_mode & stat.S_IWOTH for p in [home_cache, *home_cache.parents]):
+            pytest.skip("this HOME lies under a folder everyone can write")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(home_cache))
+        resolve._private_base.cache_clear()
+        base = resolve._private_base()
+        assert base == str(home_cache / "comfylock" / "tmp")
+        assert stat.S_IMODE(os.stat(base).st_mode) & 0o077 == 0
+        with resolve._tempdir() as scratch:
+            assert Path(scratch).parent == Path(base)
+    finally:
+        resolve._private_base.cache_clear()
