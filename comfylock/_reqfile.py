@@ -20,6 +20,8 @@ from packaging.requirements import Requirement
 from ._exceptions import InputError
 from ._fs import read_text_file as _read_text
 from ._fs import resolve_path as _resolve
+from ._untrusted import ARCHIVES as _ARCHIVES
+from ._untrusted import untrusted as _untrusted
 from .collect import CORE, INDEX_OPTIONS, USER, BadLine, IndexOption, NodeInput, Req, Source
 from .config import toml
 
@@ -49,7 +51,6 @@ _COMMENT = re.compile(r"(?:^|\s)#.*")  # a '#' glued to text (URL fragments: #eg
 _OPTIONS_START = re.compile(r"\s-")  # pip's rule: per-requirement options start at the first " -"
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _LOCAL = re.compile(r"(?:\.{1,2}(?:[/\\]|$)|~?[/\\]|[A-Za-z]:[/\\]|file:)", re.IGNORECASE)
-_ARCHIVES = (".whl", ".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
 _URL_MARKER = re.compile(r"(?<=\s);|;(?=\s)")  # URLs may hold ';', so pip wants a space next to it
 _EGG = re.compile(r"([^\[\]]+)(\[[^\[\]]*\])?")
 _NAME = re.compile(r"[A-Z0-9](?:[A-Z0-9._-]*[A-Z0-9])?", re.IGNORECASE)
@@ -81,33 +82,6 @@ def _classify(body: str) -> tuple[str, Requirement | str]:
         return "local", ""
     refused = _untrusted(req)
     return ("refused", refused) if refused else ("ok", req)
-
-
-# Only what a registry-less stranger's line can safely name: a web archive or a remote git repository.
-# ftp, file, hg, svn, git+file... reach local files or hosts by other means, and a local sdist runs its
-# build backend.
-_WEB_SCHEMES = frozenset({"http", "https"})
-_VCS_SCHEMES = frozenset({"git+https", "git+ssh"})
-
-
-def _untrusted(req: Requirement) -> str | None:
-    """Why uv must not see this requirement, or None. uv expands ${VAR} in requirement files (URLs
-    included), so a '$' outside a quoted marker string is refused outright (write a literal one as
-    %24), and a '${' inside one too: no environment variable may leave this machine in a URL."""
-    plain = "".join((req.name, *sorted(req.extras), str(req.specifier), req.url or ""))
-    if "$" in plain or (req.marker is not None and "${" in str(req.marker)):
-        return "'$' is not allowed (uv would expand ${VAR} from your environment); write %24 for a '$'"
-    if req.url is None:
-        return None
-    parts = urlsplit(req.url)
-    scheme = parts.scheme.lower()
-    if scheme not in _WEB_SCHEMES | _VCS_SCHEMES:
-        return f"URL scheme {scheme}: is not allowed (only https://, http:// archives and git+https://, git+ssh://)"
-    if not parts.hostname:
-        return "URL names no host"
-    if scheme in _WEB_SCHEMES and not unquote(parts.path).lower().endswith(_ARCHIVES):
-        return f"URL does not name an archive ({', '.join(_ARCHIVES)})"
-    return None
 
 
 def _quote(text: str, limit: int = 80) -> str:

@@ -14,11 +14,16 @@ every local user the arguments of every process, credentials included.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import tempfile
+
     from .resolve import IndexOptions
 
 # How uv works, not what it resolves: kept as the user set them.
@@ -106,3 +111,47 @@ def child_env(
             if "," in link:
                 args += ["--find-links", link]
     return env, args
+
+
+def scratch() -> tempfile.TemporaryDirectory[str]:
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix="comfylock-", dir=private_base())
+
+
+@functools.cache
+def private_base() -> str | None:
+    """Where uv's scratch folders go: the user's cache folder when no folder above it is writable by
+    everyone, else the system's temp folder (None). uv, told UV_NO_CONFIG, reads no uv.toml planted
+    above either; this keeps node copies out of a shared /tmp where the user has a place of their own."""
+    import stat
+
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA", "")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not base or not os.path.isabs(base):
+        return None
+    folder = Path(base, "comfylock", "tmp")
+    try:
+        for parent in [folder, *folder.parents]:
+            st = os.stat(parent) if parent.exists() else None
+            if st is not None and os.name != "nt" and st.st_mode & stat.S_IWOTH:
+                return None
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(folder)
+
+
+class Here:
+    """A folder given by the caller, as a context manager like a TemporaryDirectory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> str:
+        return str(self.path)
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 from ._exceptions import ResolutionError, UvError
 from ._names import canon
+from ._uvenv import Here as _Here
+from ._uvenv import scratch as _tempdir
 
 if TYPE_CHECKING:
     import subprocess
-    import tempfile
 
 
 @functools.cache
@@ -50,37 +51,6 @@ def uv_version() -> str:
         break
     out = run_uv(["--version"]).stdout.split()
     return out[1] if len(out) > 1 else "unknown"
-
-
-def _tempdir() -> tempfile.TemporaryDirectory[str]:
-    import tempfile
-
-    return tempfile.TemporaryDirectory(prefix="comfylock-", dir=_private_base())
-
-
-@functools.cache
-def _private_base() -> str | None:
-    """Where uv's scratch folders go: the user's cache folder when no folder above it is writable by
-    everyone, else the system's temp folder (None). uv, told UV_NO_CONFIG, reads no uv.toml planted
-    above either; this keeps node copies out of a shared /tmp where the user has a place of their own."""
-    import stat
-
-    if os.name == "nt":
-        base = os.environ.get("LOCALAPPDATA", "")
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if not base or not os.path.isabs(base):
-        return None
-    folder = Path(base, "comfylock", "tmp")
-    try:
-        for parent in [folder, *folder.parents]:
-            st = os.stat(parent) if parent.exists() else None
-            if st is not None and os.name != "nt" and st.st_mode & stat.S_IWOTH:
-                return None
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return str(folder)
 
 
 def run_uv(
@@ -119,19 +89,6 @@ def run_uv(
             f"{_last_error(proc.stderr, proc.returncode)}"
         )
     return proc
-
-
-class _Here:
-    """A folder given by the caller, as a context manager like a TemporaryDirectory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> str:
-        return str(self.path)
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _last_error(stderr: str, returncode: int | None = None) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from wheels import make_wheel
 
-from comfylock import _probecache, api, resolve
+from comfylock import _probecache, _uvenv, api, resolve
 from comfylock.cli import main
 from comfylock.lock import read_lock
 from comfylock.workspace import probe_target, remember
@@ -857,18 +857,18 @@ def test_uv_scratch_folder_avoids_world_writable_parents(tmp_path, monkeypatch):
     import stat
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # under /tmp: writable by everyone
-    resolve._private_base.cache_clear()
+    _uvenv.private_base.cache_clear()
     try:
-        assert resolve._private_base() is None
+        assert _uvenv.private_base() is None
         home_cache = Path.home() / ".cache"
         if any(p.exists() and p.stat().st_mode & stat.S_IWOTH for p in [home_cache, *home_cache.parents]):
             pytest.skip("this HOME lies under a folder everyone can write")
         monkeypatch.setenv("XDG_CACHE_HOME", str(home_cache))
-        resolve._private_base.cache_clear()
-        base = resolve._private_base()
+        _uvenv.private_base.cache_clear()
+        base = _uvenv.private_base()
         assert base == str(home_cache / "comfylock" / "tmp")
         assert stat.S_IMODE(os.stat(base).st_mode) & 0o077 == 0
-        with resolve._tempdir() as scratch:
+        with _uvenv.scratch() as scratch:
             assert Path(scratch).parent == Path(base)
     finally:
-        resolve._private_base.cache_clear()
+        _uvenv.private_base.cache_clear()
