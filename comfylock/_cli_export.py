@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._redact import redact_text
+
 
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add this area's subcommands; each sets `handler=fn(args, out) -> exit code`."""
@@ -100,7 +102,7 @@ def _export(args: argparse.Namespace, out: Any) -> int:
     to_stdout = path is None
     for n in notes:
         if to_stdout:  # the export itself is on standard output: notes go aside so a pipe stays clean
-            print(f"note: {n}", file=sys.stderr)
+            print(redact_text(f"note: {n}"), file=sys.stderr)
         else:
             out(f"note: {n}")
     if not to_stdout:

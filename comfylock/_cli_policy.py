@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._redact import redact_text
+
 
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add this area's subcommands; each sets `handler=fn(args, out) -> exit code`."""
@@ -124,7 +126,7 @@ def _check(args: argparse.Namespace, out: Any) -> int:
     )
     if not out.as_json:
         for p in problems:
-            print(p)  # even under --quiet: these are the errors the command exists to report
+            print(redact_text(str(p)))  # even under --quiet: the errors the command exists to report
     checked = ", ".join(shown) or "no files"
     if problems:
         files = len({p.file for p in problems})

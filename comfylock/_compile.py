@@ -11,7 +11,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from . import __version__, _failures, _uvtext, collect, lock, policy, resolve
-from ._exceptions import ResolutionError, UvError
+from ._exceptions import InputError, ResolutionError, UvError
+from ._fs import read_bytes
 from ._git import git_commit
 from ._paths import portable
 from ._policy_merge import BASE_SOURCE, POLICY_NODE
@@ -29,6 +30,14 @@ def node_lines(ws: Workspace, coll: collect.Collection) -> list[str]:
         sha = git_commit(folders.get(inp.node, ws.root))
         out.append(f"{inp.node} {inp.chosen or '-'}" + (f" git={sha}" if sha else ""))
     return out
+
+
+def refreshed_commits(ws: Workspace, coll: collect.Collection, previous: Lock) -> Lock | None:
+    """`previous` with its node lines as they are now (a node's commit moved), or None if unchanged."""
+    lines = tuple(lock.clean(line) for line in node_lines(ws, coll))
+    if lines == tuple(previous.lists.get("node", ())):
+        return None
+    return replace(previous, lists={**previous.lists, "node": lines})
 
 
 def relative(path: Path, base: Path) -> str:
@@ -52,9 +61,10 @@ def resolve_name(spec: str) -> str:
 def comfyui_version(root: Path) -> str | None:
     for path in (root / "comfyui_version.py", root / "pyproject.toml"):
         try:
-            m = re.search(r'^(?:__version__|version)\s*=\s*"([^"]+)"', path.read_text(encoding="utf-8"), re.M)
-        except OSError:
+            text = read_bytes(path).decode("utf-8", errors="replace")
+        except (OSError, InputError):
             continue
+        m = re.search(r'^(?:__version__|version)\s*=\s*"([^"]+)"', text, re.M)
         if m:
             return m.group(1)
     return None

@@ -15,6 +15,7 @@ from typing import Any
 from ._exceptions import ComfylockError, InputError
 
 MAX_BYTES = 1 << 20  # no real requirements file comes near this; anything bigger is junk or an attack
+BIG_BYTES = 64 << 20  # locks, pylocks, snapshots, caches: many times the largest real one
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -42,6 +43,10 @@ def atomic_write(path: Path, text: str) -> None:
     raises WriteError and leaves the old file as it was.
     """
     tmp: str | None = None
+    if os.path.islink(path):
+        # A lock kept elsewhere (a team's repository) and linked in: replacing the link with a file
+        # would leave the real one stale. The new file goes next to the target and replaces it.
+        path = Path(os.path.realpath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         import tempfile
@@ -108,19 +113,19 @@ def is_link(st: os.stat_result) -> bool:
 
 
 def file_digest(path: Path | str) -> str | None:
-    """sha256 of a file's bytes; None when it cannot be read."""
+    """sha256 of a file's bytes; None when it cannot be read or is no file read_bytes would read (the
+    parse that follows then names the problem)."""
     try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_bytes(path)).hexdigest()
+    except (OSError, InputError):
         return None
 
 
 def read_json_dict(path: Path) -> dict[str, Any]:
     """A JSON object from a cache file comfylock keeps; {} when absent, damaged or not an object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_bytes(path, BIG_BYTES).decode("utf-8"))
+    except (OSError, ValueError, InputError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -157,11 +162,10 @@ def real_child(parent_real: Path, path: Path) -> tuple[Path, bool]:
     return (resolve_path(path) if link else parent_real / path.name), link
 
 
-def read_text_file(path: Path) -> tuple[str, str]:
-    """Decode a small text file: UTF-8 (BOM or not) or UTF-16 with a BOM; anything else is refused.
-
-    Returns (text, sha256 of the bytes read): the fingerprints hash what was parsed, not a later read.
-    """
+def read_bytes(path: Path | str, limit: int = MAX_BYTES) -> bytes:
+    """The whole of a regular file of at most `limit` bytes: the one reader for every file comfylock
+    reads that someone else could have put there. A FIFO, a device (a link to /dev/zero), a folder
+    or a file over the limit is an InputError naming the file, never a hang or a MemoryError."""
     try:
         # Non-blocking, then fstat: a FIFO must not hang us and a 50 MB file is not worth reading,
         # and one lookup of the path (not a stat, then an open) matters with a thousand nodes.
@@ -170,14 +174,12 @@ def read_text_file(path: Path) -> tuple[str, str]:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise InputError("not a regular file", path=path)
-            if st.st_size > MAX_BYTES:
-                raise InputError(
-                    f"file is {st.st_size} bytes; over 1 MiB is not a real requirements file", path=path
-                )
-            # Sized raw reads: read(MAX_BYTES + 1) would allocate 1 MiB per file, and a buffered file
-            # object costs more than the read; a thousand nodes make both count.
+            if st.st_size > limit:
+                raise InputError(f"file is {st.st_size} bytes; over {_size(limit)} is refused", path=path)
+            # Sized raw reads: read(limit + 1) would allocate the whole limit per file, and a buffered
+            # file object costs more than the read; a thousand nodes make both count.
             data = b""
-            while len(data) <= MAX_BYTES:
+            while len(data) <= limit:
                 chunk = os.read(fd, 1 << 16 if data else st.st_size + 1)  # more only if it grew
                 if not chunk:
                     break
@@ -191,9 +193,27 @@ def read_text_file(path: Path) -> tuple[str, str]:
             exists_irregular = False
         if exists_irregular:  # a folder on Windows, a socket or a device nobody may open
             raise InputError("not a regular file", path=path) from None
+        if isinstance(e, FileNotFoundError):
+            raise
         raise InputError(f"cannot read file: {e.strerror or e}", path=path) from None
-    if len(data) > MAX_BYTES:
-        raise InputError("file is over 1 MiB; not a real requirements file", path=path)
+    if len(data) > limit:
+        raise InputError(f"file is over {_size(limit)}; refused", path=path)
+    return data
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit} bytes"
+
+
+def read_text_file(path: Path) -> tuple[str, str]:
+    """Decode a small text file: UTF-8 (BOM or not) or UTF-16 with a BOM; anything else is refused.
+
+    Returns (text, sha256 of the bytes read): the fingerprints hash what was parsed, not a later read.
+    """
+    try:
+        data = read_bytes(path)
+    except FileNotFoundError as e:
+        raise InputError(f"cannot read file: {e.strerror or e}", path=path) from None
     codec = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
     try:
         text = data.decode(codec)

@@ -211,4 +211,7 @@ class _YamlReader:
 
 def parse_yaml(text: str, path: Path) -> Any:
     """Parse the YAML subset the Manager writes; InputError(file:line) for anything else."""
-    return _YamlReader(text, path).parse()
+    try:
+        return _YamlReader(text, path).parse()
+    except RecursionError:  # thousands of nested mappings: no snapshot is like that
+        raise InputError("YAML nested too deeply to be a snapshot", path=path, line=1) from None

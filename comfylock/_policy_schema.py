@@ -18,6 +18,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
+from ._exceptions import InputError
+from ._fs import read_bytes
 from ._policy_facts import CONDITION_TYPES, normalize_os, parse_version
 from ._policy_json import JsonPath, ParsedFile, Problem, kind_of, locate
 from ._policy_merge import conflicts
@@ -302,7 +304,9 @@ def check_path(path: Path, origin: str | None = None) -> tuple[list[Problem], Pa
     """check_file on a file on disk; a missing or unreadable file is a problem of its own."""
     file = str(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = read_bytes(path).decode("utf-8-sig")
+    except InputError as e:
+        problem = Problem(file, "$", e.message)
     except FileNotFoundError:
         problem = Problem(file, "$", "policy file not found", "check the path given")
     except OSError as e:

@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._fs import read_json_dict, update_json_dict
+from ._exceptions import InputError
+from ._fs import read_bytes, read_json_dict, update_json_dict
 
-_FORMAT = 3
+_FORMAT = 4
 _RACY_NS = 2_000_000_000  # coarse file system clocks (FAT: 2 s) and kernel timestamp caching
 
 
@@ -28,7 +29,9 @@ def _stamp(path: Path | str) -> list[int] | None:
         st = os.stat(path)
     except OSError:
         return None
-    return [st.st_mtime_ns, st.st_size, st.st_ino]
+    # ctime too: an edit that keeps the size and resets the mtime (touch -r, an archive extract)
+    # still moves ctime, which no user call can set (uv keys its own interpreter cache on it).
+    return [st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns]
 
 
 def _key(python: Path, script: str, facts: dict[str, Any]) -> dict[str, Any]:
@@ -64,9 +67,8 @@ def _key(python: Path, script: str, facts: dict[str, Any]) -> dict[str, Any]:
 def _pth_folders(pth: str) -> list[str]:
     # site.py skips a listed folder that does not exist yet; once it does, sys.path changes.
     try:
-        with open(pth, encoding="utf-8", errors="replace") as f:
-            lines = [ln.strip() for ln in f.read(1 << 16).splitlines()]
-    except OSError:
+        lines = [ln.strip() for ln in read_bytes(pth).decode("utf-8", errors="replace").splitlines()]
+    except (OSError, InputError):
         return []
     base = os.path.dirname(pth)
     return [os.path.join(base, ln) for ln in lines if ln and not ln.startswith(("#", "import ", "import\t"))]

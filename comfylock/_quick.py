@@ -20,9 +20,10 @@ from typing import Any
 
 from . import __version__, resolve
 from ._fs import file_digest, is_link, read_json_dict, update_json_dict
+from ._git import git_commit
 from .workspace import Target, Workspace
 
-_FORMAT = 2
+_FORMAT = 3
 CACHE = ".compile-cache.json"
 BASE_POLICY = Path(__file__).with_name("pip-policy.json")
 
@@ -109,9 +110,11 @@ def digest(
             _identity(n.path),
             _kind(n.path / "requirements.txt"),
             _kind(n.path / "pyproject.toml"),
+            git_commit(n.path),  # the lock's header names it: a moved commit must reach compile
         )
         for n in ws.nodes
     ]
+    found.append(("", "", None, "", "", git_commit(ws.root)))  # ComfyUI's own, for the core line
     state = {
         "format": _FORMAT,
         "comfylock": __version__,

@@ -31,9 +31,20 @@ def strip(url: str) -> str:
     return _USERINFO.sub(lambda m: m["scheme"] if _secret(m) else m[0], url)
 
 
+# C0/C1 controls but newline and tab, and the bidirectional overrides: a node folder named
+# "\x1b]0;...\x07" or "\u202e..." must not retitle, clear or reorder the user's terminal.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def redact_text(text: str) -> str:
-    """Every URL in free text (uv's stderr, an error message) with credentials masked."""
-    return redact(text)
+    """Free text (uv's stderr, an error message, a node's name) as shown on a terminal: credentials in
+    URLs masked and control characters escaped (`\\x1b`)."""
+    return _CONTROL.sub(_escape, redact(text))
 
 
 def strip_text(text: str) -> str:

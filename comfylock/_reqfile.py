@@ -20,6 +20,8 @@ from packaging.requirements import Requirement
 from ._exceptions import InputError
 from ._fs import read_text_file as _read_text
 from ._fs import resolve_path as _resolve
+from ._untrusted import ARCHIVES as _ARCHIVES
+from ._untrusted import untrusted as _untrusted
 from .collect import CORE, INDEX_OPTIONS, USER, BadLine, IndexOption, NodeInput, Req, Source
 from .config import toml
 
@@ -49,7 +51,6 @@ _COMMENT = re.compile(r"(?:^|\s)#.*")  # a '#' glued to text (URL fragments: #eg
 _OPTIONS_START = re.compile(r"\s-")  # pip's rule: per-requirement options start at the first " -"
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _LOCAL = re.compile(r"(?:\.{1,2}(?:[/\\]|$)|~?[/\\]|[A-Za-z]:[/\\]|file:)", re.IGNORECASE)
-_ARCHIVES = (".whl", ".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
 _URL_MARKER = re.compile(r"(?<=\s);|;(?=\s)")  # URLs may hold ';', so pip wants a space next to it
 _EGG = re.compile(r"([^\[\]]+)(\[[^\[\]]*\])?")
 _NAME = re.compile(r"[A-Z0-9](?:[A-Z0-9._-]*[A-Z0-9])?", re.IGNORECASE)
@@ -79,7 +80,8 @@ def _classify(body: str) -> tuple[str, Requirement | str]:
         return "bad", str(e).splitlines()[0] if str(e) else type(e).__name__
     if req.url is not None and (not _URL.match(req.url) or req.url.lower().startswith("file:")):
         return "local", ""
-    return "ok", req
+    refused = _untrusted(req)
+    return ("refused", refused) if refused else ("ok", req)
 
 
 def _quote(text: str, limit: int = 80) -> str:
@@ -252,6 +254,10 @@ class _Parser:
                     src,
                     f"{allow}, or {skip}" if skip else allow,
                 )
+            if value is not None and "$" in value:
+                raise self.fail(
+                    f"option {name} value {_quote(value)}: '$' is not allowed (uv would expand ${{VAR}})", src
+                )
             self.options.append(IndexOption(name, value, src))
         else:
             raise self.fail(f"option {name} is not supported", src, _skip_hint(self.node))
@@ -305,6 +311,8 @@ class _Parser:
             self.reqs.append(Req(value, src, text, constraint))  # type: ignore[arg-type]
         elif kind == "local":
             raise self.local(text, src)
+        elif kind == "refused":
+            raise self.fail(f"requirement {_quote(text)} refused: {value}", src, _skip_hint(self.node))
         elif self.keep_going:
             self.bad.append(BadLine(src, text, str(value)))
         else:
@@ -317,6 +325,8 @@ class _Parser:
         tomllib = toml()  # imported here: most nodes have a requirements.txt
         try:
             data = tomllib.loads(text)
+        except RecursionError:  # [[[[... 200 kB deep: no pyproject.toml is like that
+            raise InputError(f"{self.node}: TOML nested too deeply", path=path, line=1) from None
         except tomllib.TOMLDecodeError as e:
             found = re.search(r"line (\d+)", str(e))
             last = text.count("\n") + (not text.endswith("\n"))  # "at end of document" has no number

@@ -103,6 +103,7 @@ def compile(  # noqa: A001 - the command's name
     from ._typed_names import check_node_names
 
     check_node_names(ws, skip_nodes, cfg)
+    from_env = not (index or cfg.index)
     index = index or cfg.index or IndexOptions.from_env(os.environ)
     target = probe_target(ws.python, ws.probe_cache)
     skip = frozenset(skip_nodes) | cfg.skip
@@ -117,7 +118,9 @@ def compile(  # noqa: A001 - the command's name
             if not dry_run:
                 remember(target)
             again = functools.partial(_collect, ctx, skip, keep_going)
-            return CompileResult(ctx.lock_path, previous, (), again, None, up_to_date=True, written=False)
+            return CompileResult(
+                ctx.lock_path, previous, (), again, None, True, False, _env_warnings(from_env)
+            )
 
     from . import _compile, policy
     from ._fingerprint import fingerprint, policy_names
@@ -152,9 +155,23 @@ def compile(  # noqa: A001 - the command's name
         _quick.record(_quick.cache_path(ws), ctx.lock_path, recorded, watched, names, quick, args)
 
     if previous is not None and previous.intact and previous.meta.get("fingerprint") == fp and not forced:
+        # A node's git commit decides nothing uv resolves, so a moved commit with the same requirements
+        # costs no resolution; but the header names the commits, and must not keep the old ones.
+        fresh = _compile.refreshed_commits(ws, coll, previous)
+        if fresh is not None and not dry_run:
+            lock.write_lock(ctx.lock_path, fresh)
         if not dry_run:
             done(fp)
-        return CompileResult(ctx.lock_path, previous, (), coll, None, up_to_date=True, written=False)
+        return CompileResult(
+            ctx.lock_path,
+            fresh or previous,
+            (),
+            coll,
+            None,
+            up_to_date=True,
+            written=fresh is not None and not dry_run,
+            warnings=_env_warnings(from_env),
+        )
 
     upgrade_set = frozenset({"*"} if upgrade else {_compile.resolve_name(p) for p in upgrade_packages})
     outcome = policy.apply(pol, coll.requirements(), facts, upgrade=upgrade_set, torch_index=cfg.torch_index)
@@ -222,10 +239,22 @@ def compile(  # noqa: A001 - the command's name
         coll,
         outcome,
         written=not dry_run,
-        warnings=(*settled.shown, *notes),
+        warnings=(*settled.shown, *notes, *_env_warnings(from_env)),
         offline_first=used_cache,
         previous=previous,
         duplicates=_duplicates(ws.python, new),
+    )
+
+
+def _env_warnings(index_from_env: bool = True) -> tuple[str, ...]:
+    """The user's UV_* variables uv will not see (see _uvenv); uv's index variables too when the
+    command line or config.toml gave the index settings."""
+    from ._uvenv import CONSUMED, ignored
+
+    unused = [] if index_from_env else sorted(k for k in CONSUMED if os.environ.get(k))
+    return (
+        *ignored(os.environ),
+        *(f"{k} is ignored: the index settings of the command line or config.toml win" for k in unused),
     )
 
 
@@ -292,6 +321,7 @@ def sync_env(
     the_lock = export.read_any(path, export.marker_environment(target))
     lock.require_intact(the_lock, path)
     warnings = [] if the_lock.intact else [f"{path.name} was edited since comfylock wrote it"]
+    warnings += _env_warnings()
     mismatch = export.check_target(the_lock, target)
     if mismatch and not force:
         raise InputError(mismatch, path=path, hint="compile for this machine, or pass --force to sync anyway")
@@ -307,7 +337,10 @@ def sync_env(
         if not dry_run:
             remember(target)
         return SyncResult(p, path, None, dry_run, tuple(warnings))
-    index = IndexOptions.from_lines(the_lock.options) if the_lock.options else ctx.config.index
+    index = IndexOptions.from_lines(the_lock.options) if the_lock.options else None
+    # As compile: uv sees no UV_* index variable of its own, so a lock naming no index uses the
+    # config's, else the one those variables name.
+    index = index or ctx.config.index or IndexOptions.from_env(os.environ)
     # A lock holds index URLs without credentials; the user's own settings give them back.
     known = [*ctx.config.index.args(), *IndexOptions.from_env(os.environ).args()]
     index = IndexOptions(
@@ -386,47 +419,25 @@ def check_report(ctx: Context) -> CheckReport:
 
 @locked
 def add(ctx: Context, specs: Sequence[str]) -> list[str]:
-    """Add requirements to the user's own list (replacing an earlier line for the same package)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
+    """Add requirements to the user's own list: a package's earlier line is replaced in place, a new
+    one goes at the end; comments and order stay."""
+    from ._userreqs import UserFile
 
-    path = ctx.ws.user_dir / USER_REQUIREMENTS
-    lines = _user_lines(path)
+    f = UserFile(ctx.ws.user_dir / USER_REQUIREMENTS)
     for spec in specs:
-        try:
-            req = Requirement(spec)
-        except InvalidRequirement as e:
-            raise InputError(f"not a valid requirement {spec!r}: {e}") from None
-        name = canonicalize_name(req.name)
-        lines = [ln for ln in lines if canonicalize_name(Requirement(ln).name) != name] + [str(req)]
-    atomic_write(path, "".join(f"{ln}\n" for ln in sorted(lines, key=str.lower)))
-    return lines
+        f.add(spec)
+    atomic_write(f.path, f.text())
+    return f.requirements()
 
 
 @locked
 def remove(ctx: Context, names: Sequence[str]) -> list[str]:
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
+    from ._userreqs import UserFile
 
-    path = ctx.ws.user_dir / USER_REQUIREMENTS
-    drop = {canonicalize_name(n) for n in names}
-    lines = _user_lines(path)
-    missing = drop - {canonicalize_name(Requirement(ln).name) for ln in lines}
-    if missing:
-        raise InputError(f"{sorted(missing)[0]} is not in your requirements", path=path)
-    kept = [ln for ln in lines if canonicalize_name(Requirement(ln).name) not in drop]
-    atomic_write(path, "".join(f"{ln}\n" for ln in kept))
-    return kept
-
-
-def _user_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        return []
-    return [
-        ln.strip()
-        for ln in path.read_text(encoding="utf-8").splitlines()
-        if ln.strip() and not ln.lstrip().startswith("#")
-    ]
+    f = UserFile(ctx.ws.user_dir / USER_REQUIREMENTS)
+    f.remove(names)
+    atomic_write(f.path, f.text())
+    return f.requirements()
 
 
 # Rollback lives in its own module; it is part of this API.

@@ -220,7 +220,10 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
         out.json("compile", _report.compile_report(r))
     name = _display(r.lock_path)
     if r.up_to_date:  # without reading r.collection: the quick no-op check collects nothing
-        out(f"{name} is up to date ({r.nodes} nodes, {len(r.lock.pins)} packages; nothing changed)")
+        what = "node commits in the header refreshed" if r.written else "nothing changed"
+        out(f"{name} is up to date ({r.nodes} nodes, {len(r.lock.pins)} packages; {what})")
+        for w in r.warnings:
+            out(f"  warning: {w}")
         return 0
     inputs = r.collection.inputs
     nreq = sum(len(i.requirements) for i in inputs)

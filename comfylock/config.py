@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from ._exceptions import InputError
+from ._fs import read_bytes
 from .resolve import IndexOptions
 
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl"
@@ -74,8 +75,10 @@ def load_config(user_dir: Path) -> Config:
         return Config()
     tomllib = toml()
     try:
-        raw = path.read_bytes()
+        raw = read_bytes(path)
         data = tomllib.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise InputError("nested too deeply to be a config file", path=path, line=1) from None
     except OSError as e:
         raise InputError(f"cannot read the config: {e.strerror or e}", path=path) from None
     except UnicodeDecodeError as e:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from . import resolve
 from ._exceptions import InputError, LockFileError, UvError
-from ._fs import atomic_write
+from ._fs import BIG_BYTES, atomic_write, read_bytes
 from ._names import canon
 from ._redact import strip_text
 from .config import toml
@@ -199,15 +199,19 @@ def read_pylock(path: Path, environment: Mapping[str, str] | None = None) -> Loc
     --find-links; everything else comes from the configured index at sync time."""
     tomllib = toml()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bytes(path, BIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise LockFileError("no pylock file", path=path) from None
+    except InputError as e:
+        raise LockFileError(e.message, path=path) from None
     except (OSError, UnicodeDecodeError) as e:
         raise LockFileError(f"cannot read pylock file: {e}", path=path) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise LockFileError(f"invalid TOML: {e}", path=path) from None
+    except RecursionError:
+        raise LockFileError("TOML nested too deeply to be a pylock", path=path, line=1) from None
     version = str(data.get("lock-version", ""))
     if not version.startswith("1."):
         raise LockFileError(
@@ -252,6 +256,12 @@ def read_pylock(path: Path, environment: Mapping[str, str] | None = None) -> Loc
 def _table(value: Any, what: str, path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise LockFileError(f"{what} must be a table", path=path)
+    return value
+
+
+def _list(value: Any, what: str, path: Path) -> list[Any]:
+    if not isinstance(value, list):
+        raise LockFileError(f"{what} must be an array", path=path)
     return value
 
 
@@ -301,8 +311,9 @@ def _pin(pkg: dict[str, Any], known: dict[str, Any], path: Path, i: int, links: 
         spec = f"{cname} @ {_file_url(str(directory.get('path', '')), base)}"
     elif isinstance(version, str) and version:
         spec = f"{cname}=={version}"
-        for dist in [*pkg.get("wheels", []), pkg.get("sdist")]:
+        for dist in [*_list(pkg.get("wheels", []), f"packages[{i}].wheels", path), pkg.get("sdist")]:
             url = dist.get("url", "") if isinstance(dist, dict) else ""
+            url = url if isinstance(url, str) else ""
             if url.startswith("file:"):
                 from urllib.request import url2pathname  # only here: it costs 20 ms to import
 
@@ -314,8 +325,11 @@ def _pin(pkg: dict[str, Any], known: dict[str, Any], path: Path, i: int, links: 
     entry = known.get(cname)
     entry = entry if isinstance(entry, dict) else {}
     spec = _original_spec(entry.get("spec"), spec, cname)
-    requests = tuple(_request(r) for r in entry.get("requested-by", []) if isinstance(r, dict))
-    needed = tuple(str(n) for n in entry.get("needed-by", []) if isinstance(n, str))
+    where = f"tool.comfylock.packages.{cname}"
+    asked = _list(entry.get("requested-by", []), f"{where}.requested-by", path)
+    requests = tuple(_request(r) for r in asked if isinstance(r, dict))
+    needers = _list(entry.get("needed-by", []), f"{where}.needed-by", path)
+    needed = tuple(str(n) for n in needers if isinstance(n, str))
     try:
         Requirement(spec)
     except InvalidRequirement as e:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._exceptions import InputError, LockFileError
-from ._fs import atomic_write
+from ._fs import atomic_write, read_bytes
 from .lock import Lock, Pin, pin_name, read_lock, write_lock
 
 
@@ -181,11 +181,11 @@ def pending(user_dir: Path) -> Pending | None:
     """The unfinished sync a kill or failure left behind, if any."""
     path = _dir(user_dir) / _PENDING
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bytes(path).decode("utf-8"))
         return Pending(int(data["entry"]), tuple(str(n) for n in data["packages"]))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, InputError, RecursionError):
         # Written atomically, so only a hand edit gets here: a sync is owed; the newest entry is the
         # best guess of the state before it.
         ids = _ids(user_dir)

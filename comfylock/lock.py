@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._envscan import NORMAL_VERSION
-from ._exceptions import LockFileError
-from ._fs import atomic_write
+from ._exceptions import InputError, LockFileError
+from ._fs import BIG_BYTES, atomic_write, read_bytes
 from ._names import canon
 from ._redact import strip_text
 
@@ -96,6 +96,9 @@ def _clean(text: str) -> str:
     return strip_text("".join(c if c.isprintable() else "?" for c in text))
 
 
+clean = _clean  # what a header or annotation line holds of a text
+
+
 def format_body(pins: Iterable[Pin], options: Iterable[str]) -> str:
     lines = list(options)
     if lines:
@@ -136,9 +139,11 @@ def write_lock(path: Path, lock: Lock) -> str:
 
 def read_lock(path: Path) -> Lock:
     try:
-        raw = path.read_bytes()
+        raw = read_bytes(path, BIG_BYTES)
     except FileNotFoundError:
         raise LockFileError("no lock file", path=path, hint="run `comfylock compile` first") from None
+    except InputError as e:
+        raise LockFileError(e.message, path=path) from None
     except OSError as e:
         raise LockFileError(f"cannot read lock file: {e.strerror}", path=path) from None
     try:

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 from . import _uvtext
 from ._exceptions import ResolutionError, UvError
 from ._names import canon
+from ._uvenv import Here as _Here
+from ._uvenv import scratch as _tempdir
 
 if TYPE_CHECKING:
     import subprocess
-    import tempfile
 
 
 @functools.cache
@@ -53,27 +54,36 @@ def uv_version() -> str:
     return out[1] if len(out) > 1 else "unknown"
 
 
-def _tempdir() -> tempfile.TemporaryDirectory[str]:
-    import tempfile
-
-    return tempfile.TemporaryDirectory(prefix="comfylock-")
-
-
 def run_uv(
-    args: Sequence[str], *, cwd: Path | None = None, check: bool = True, env: Mapping[str, str] | None = None
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    index: IndexOptions | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    cmd = [uv_bin(), *args]
-    full_env = dict(os.environ if env is None else env)
-    # uv's own colours and progress bars would end up in the messages comfylock quotes.
-    full_env.setdefault("NO_COLOR", "1")
+    """Run uv with `args`; `index` reaches it through its environment (never argv, see _uvenv)."""
+    from ._uvenv import child_env
+
+    full_env, extra = child_env(os.environ if env is None else env, index)
+    cmd = [uv_bin(), *args, *extra]
     import subprocess  # not at import: a no-op sync runs no uv at all
 
-    try:
-        proc = subprocess.run(
-            cmd, cwd=cwd, capture_output=True, text=True, env=full_env, encoding="utf-8", errors="replace"
-        )
-    except OSError as e:
-        raise UvError(f"cannot run uv: {e.strerror}", path=cmd[0]) from None
+    # uv runs in a private folder of its own unless told otherwise: whatever the current folder or its
+    # parents hold (a uv.toml, a pyproject.toml) is no input, and UV_NO_CONFIG says so to uv too.
+    with _tempdir() if cwd is None else _Here(cwd) as where:
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=where,
+                capture_output=True,
+                text=True,
+                env=full_env,
+                encoding="utf-8",
+                errors="replace",
+            )
+        except OSError as e:
+            raise UvError(f"cannot run uv: {e.strerror}", path=cmd[0]) from None
     if check and proc.returncode != 0:
         raise UvError(
             f"uv {args[0] if args else ''} {args[1] if len(args) > 1 else ''} failed: "
@@ -106,6 +116,8 @@ class IndexOptions:
     no_index: bool = False
 
     def args(self) -> list[str]:
+        """The options as command-line arguments: what the fingerprint records. uv itself gets them
+        through its environment (run_uv's `index`), so no credential is ever in its argv."""
         out: list[str] = ["--no-index"] if self.no_index else []
         if self.index_url:
             out += ["--index-url", self.index_url]
@@ -144,7 +156,10 @@ class IndexOptions:
     def from_env(cls, environ: Mapping[str, str]) -> IndexOptions:
         """uv's own variables, so the lock records where packages really came from."""
         index_url = environ.get("UV_DEFAULT_INDEX") or environ.get("UV_INDEX_URL") or None
-        extra = (environ.get("UV_INDEX", "") + " " + environ.get("UV_EXTRA_INDEX_URL", "")).split()
+        # UV_INDEX items may be "name=url"; a lock line must be what pip accepts: the bare URL.
+        items = environ.get("UV_INDEX", "").split()
+        named = [i.partition("=")[2] if "=" in i.split("://")[0] else i for i in items]
+        extra = [*named, *environ.get("UV_EXTRA_INDEX_URL", "").split()]
         links = environ.get("UV_FIND_LINKS", "").replace(",", " ").split()
         no_index = environ.get("UV_NO_INDEX", "").lower() in ("1", "true", "yes")
         return cls(index_url, tuple(extra), tuple(links), no_index).anchored(Path.cwd())
@@ -238,7 +253,6 @@ def compile_warned(request: ResolveRequest) -> tuple[list[Resolved], tuple[str, 
         if request.preferences:
             (d / "out.txt").write_text(_preferences(request.preferences), encoding="utf-8")
         args += _target_args(request.python, request.python_version, request.python_platform)
-        args += request.index.args()
         if request.upgrade:
             args.append("--upgrade")
         for pkg in request.upgrade_packages:
@@ -247,7 +261,7 @@ def compile_warned(request: ResolveRequest) -> tuple[list[Resolved], tuple[str, 
             args.append("--offline")
         if request.refresh:
             args.append("--refresh")
-        proc = run_uv(args, cwd=d, check=False)
+        proc = run_uv(args, cwd=d, check=False, index=request.index)
         if proc.returncode != 0:
             raise _failure(proc.stderr, proc.returncode)
         warnings = _uvtext.parse(proc.stderr).warnings
@@ -323,14 +337,14 @@ def sync(
         f = Path(tmp) / "sync.txt"
         f.write_text(lock_text, encoding="utf-8")
         # Without --allow-empty-requirements uv leaves the environment alone for a lock with no pins.
-        args = ["pip", "sync", str(f), "--allow-empty-requirements", "--python", str(python), *index.args()]
+        args = ["pip", "sync", str(f), "--allow-empty-requirements", "--python", str(python)]
         if offline:
             args.append("--offline")
         if dry_run:
             args.append("--dry-run")
         for name in reinstall:
             args += ["--reinstall-package", name]
-        proc = run_uv(args, check=False)
+        proc = run_uv(args, check=False, index=index)
         if proc.returncode != 0:
             raise UvError(
                 f"uv pip sync failed: {_last_error(proc.stderr, proc.returncode)}", details=proc.stderr
@@ -360,12 +374,11 @@ def pylock(
             "--output-file",
             str(scratch),
             *target_args,
-            *index.args(),
         ]
         try:
-            proc = run_uv([*args, "--offline"], cwd=cwd, check=False)
+            proc = run_uv([*args, "--offline"], cwd=cwd, check=False, index=index)
             if proc.returncode != 0:
-                proc = run_uv(args, cwd=cwd, check=False)
+                proc = run_uv(args, cwd=cwd, check=False, index=index)
             if proc.returncode != 0:
                 raise UvError(
                     f"uv could not write the pylock: {_last_error(proc.stderr, proc.returncode)}",

@@ -24,6 +24,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import __version__, lock
 from ._exceptions import InputError, LockFileError
+from ._fs import BIG_BYTES, read_bytes
 from ._manager_yaml import parse_yaml
 from ._redact import strip, strip_text
 from .lock import Change, Lock, Pin
@@ -68,7 +69,7 @@ class ImportResult:
 def read_snapshot(path: Path) -> Snapshot:
     """A Manager snapshot (.json, or .yaml/.yml with the `custom_nodes:` wrapper)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_bytes(path, BIG_BYTES).decode("utf-8-sig")
     except FileNotFoundError:
         raise InputError("no such snapshot file", path=path) from None
     except (OSError, UnicodeDecodeError) as e:
@@ -81,6 +82,8 @@ def read_snapshot(path: Path) -> Snapshot:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
+        except RecursionError:
+            raise InputError("JSON nested too deeply to be a snapshot", path=path, line=1) from None
     if yaml:
         if not isinstance(data, dict) or "custom_nodes" not in data:
             raise InputError("a YAML snapshot has everything under `custom_nodes:`", path=path, line=1)
@@ -244,12 +247,12 @@ def origin_url(folder: Path) -> str | None:
     git = folder / ".git"
     try:
         if git.is_file():  # a submodule or worktree: "gitdir: PATH"; a worktree shares commondir's config
-            git = (folder / git.read_text(encoding="utf-8").partition("gitdir:")[2].strip()).resolve()
+            git = (folder / read_bytes(git).decode("utf-8").partition("gitdir:")[2].strip()).resolve()
             common = git / "commondir"
             if common.is_file():
-                git = (git / common.read_text(encoding="utf-8").strip()).resolve()
-        text = (git / "config").read_text(encoding="utf-8", errors="replace")
-    except OSError:
+                git = (git / read_bytes(common).decode("utf-8").strip()).resolve()
+        text = read_bytes(git / "config").decode("utf-8", errors="replace")
+    except (OSError, UnicodeDecodeError, InputError):
         return None
     urls: dict[str, str] = {}
     section = None
@@ -274,8 +277,9 @@ def _cnr_info(folder: Path) -> tuple[str, str] | None:
     try:
         if not (folder / ".tracking").is_file():
             return None
-        project = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
-    except (OSError, ValueError):
+        project = tomllib.loads(read_bytes(folder / "pyproject.toml").decode("utf-8")).get("project", {})
+        project = project if isinstance(project, dict) else {}
+    except (OSError, ValueError, InputError, RecursionError):
         return None
     name, version = project.get("name"), project.get("version")
     if isinstance(name, str) and isinstance(version, str) and name.strip():

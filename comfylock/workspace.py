@@ -92,6 +92,9 @@ def _node_sort_key(node: Node) -> tuple[str, str]:
     return (node.name.casefold(), node.name)
 
 
+RESERVED_NAMES = frozenset({"core", "user"})  # collect.CORE and collect.USER
+
+
 def find_nodes(root: Path) -> tuple[Node, ...]:
     """Enabled node folders directly under custom_nodes/, in a stable order on every OS.
 
@@ -119,7 +122,10 @@ def find_nodes(root: Path) -> tuple[Node, ...]:
                         continue
                 except OSError:
                     continue
-                nodes.append(Node(name=name, path=custom / name, link=link))
+                # "core" and "user" name ComfyUI's and the user's own requirements; a node folder so
+                # named is known by its path, which no folder name can spell (it holds a '/').
+                ident = f"custom_nodes/{name}" if name in RESERVED_NAMES else name
+                nodes.append(Node(name=ident, path=custom / name, link=link))
     except OSError as exc:
         raise WorkspaceError(f"cannot list custom nodes: {exc.strerror or exc}", path=custom) from exc
     return tuple(sorted(nodes, key=_node_sort_key))
