@@ -8,6 +8,7 @@ install changes what is in the folders, not where they are, so no new run of the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -95,8 +96,53 @@ def _frozen(own: list[str]) -> list[str] | None:
     return sorted(frozen)
 
 
+def _direct(own: list[str]) -> dict[str, dict[str, object]]:
+    """{name: what its direct_url.json (PEP 610) says} for the URL, VCS and local-path installs in the
+    environment's own folders: a registry pin of the same version is not them (uv keeps them then)."""
+    out: dict[str, dict[str, object]] = {}
+    for folder in own:
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            stem, _, kind = entry.rpartition(".")
+            if kind != "dist-info":
+                continue
+            try:
+                with open(os.path.join(folder, entry, "direct_url.json"), encoding="utf-8") as f:
+                    data = json.loads(f.read(1 << 16))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+                continue
+            vcs = data.get("vcs_info") if isinstance(data.get("vcs_info"), dict) else {}
+            folder_info = data.get("dir_info") if isinstance(data.get("dir_info"), dict) else {}
+            out.setdefault(
+                canonical(stem.partition("-")[0]),
+                {
+                    "url": data["url"],
+                    "editable": folder_info.get("editable") is True,
+                    "vcs": str(vcs.get("vcs", "")),
+                    "commit": str(vcs.get("commit_id", "")),
+                    "revision": str(vcs.get("requested_revision", "")),
+                },
+            )
+    return out
+
+
 def scan(paths: list[str], own: list[str]) -> dict[str, object]:
-    """installed, site_dirs and frozen of an environment whose sys.path is `paths` (absolute) and
-    whose own site folders are `own`."""
-    installed, listed = _installed(paths)
-    return {"installed": installed, "site_dirs": listed, "frozen": _frozen(own)}
+    """What an environment whose sys.path is `paths` (absolute) and whose own site folders are `own`
+    holds. `installed`, `direct`, `site_dirs` and `frozen` are its own folders alone: what `uv pip sync`
+    and `uv pip freeze` act on and list. A folder a .pth file lists, the base interpreter's site under
+    --system-site-packages or a user site is someone else's; it shows in `visible` (what the target
+    can import, which policies read) only."""
+    installed, listed = _installed(own)
+    visible, _ = _installed(paths)
+    return {
+        "installed": installed,
+        "visible": visible,
+        "direct": _direct(own),
+        "site_dirs": listed,
+        "frozen": _frozen(own),
+    }

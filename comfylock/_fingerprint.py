@@ -64,7 +64,7 @@ def fingerprint(
         "files": files,
         "policy": pol.digest(),
         "target": [*target.identity(), python_version, python_platform],
-        "installed": {n: target.installed.get(n) for n in names},
+        "installed": {n: target.visible.get(n) for n in names},
         "index": index.args(),
         "torch_index": cfg.torch_index,
         "comfyui_version": comfyui_version,  # policy conditions may read it

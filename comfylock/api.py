@@ -127,7 +127,7 @@ def compile(  # noqa: A001 - the command's name
     seen = _quick.snapshot(watched, parsed)
     pol = policy.load_policy(ws.user_dir / USER_POLICY, list(policy_files), base=default_policy)
     facts = policy.Facts(
-        installed=target.installed,
+        installed=target.visible,
         os=target.os,
         has_gpu=target.has_gpu,
         comfyui_version=_compile.comfyui_version(ws.root),
@@ -182,6 +182,11 @@ def compile(  # noqa: A001 - the command's name
         python_platform,
         warnings,
     )
+    from ._owndeps import blame, moved
+
+    bad = moved(new, target)
+    if bad:  # a downgraded uv or packaging in the environment comfylock runs from breaks it
+        raise blame(bad[0], coll, new)
     changes = tuple(lock.diff(lock.pin_versions(previous) if previous else {}, lock.pin_versions(new)))
     if not dry_run:
         lock.write_lock(ctx.lock_path, new)
@@ -263,10 +268,11 @@ def sync_env(
         raise InputError(mismatch, path=path, hint="compile for this machine, or pass --force to sync anyway")
     if mismatch:
         warnings.append(f"{mismatch}; synced anyway (--force)")
+    _refuse_moving_own(the_lock, target, path)
     unfinished = history.pending(ctx.ws.user_dir)
     if not dry_run and unfinished and sync.remove_torn(target.site_dirs, unfinished.packages):
         target = probe_target(ctx.ws.python)  # what is left once a killed install's debris is gone
-    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
+    p = _plan(the_lock, target, unfinished)
     if dry_run or p.is_noop:
         if not dry_run:
             remember(target)
@@ -281,6 +287,8 @@ def sync_env(
         index.no_index,
     )
     frozen = _freeze(target)
+    lost = [line for line in frozen if line.startswith("-") and " @ " not in line]
+    warnings += [f"history cannot hold {line!r}: a rollback will not bring it back" for line in lost]
     entry = history.record(
         ctx.ws.user_dir,
         frozen,
@@ -307,8 +315,58 @@ def sync_env(
 
 def _freeze(target: Target) -> list[str]:
     """The environment as `uv pip freeze` lists it: from the probe when it holds only plain registry
-    installs (the environment is read once a run), else from uv (URLs, editables, legacy installs)."""
-    return list(target.frozen) if target.frozen is not None else resolve.freeze(target.python)
+    installs (the environment is read once a run), else from uv (URLs, editables, legacy installs).
+    uv lists an editable install as `-e URL`; the name its direct_url.json belongs to is written in
+    (`-e name @ URL`, which uv pip sync reads) so a history entry can pin it."""
+    if target.frozen is not None:
+        return list(target.frozen)
+    editables = {str(i.get("url")): n for n, i in target.direct.items() if i.get("editable")}
+    out = []
+    for line in resolve.freeze(target.python):
+        url = line[3:].strip() if line.startswith("-e ") else None
+        out.append(f"-e {editables[url]} @ {url}" if url in editables else line)
+    return out
+
+
+def _plan(the_lock: Lock, target: Target, unfinished: history.Pending | None) -> sync.SyncPlan:
+    from ._owndeps import keep
+
+    return sync.plan(
+        the_lock,
+        target.installed,
+        unfinished=unfinished.packages if unfinished else (),
+        keep=keep(target),
+        direct=target.direct,
+    )
+
+
+def _refuse_moving_own(the_lock: Lock, target: Target, path: Path) -> None:
+    """A lock that would move comfylock's own requirements in the environment it runs from is refused
+    before anything changes (a downgraded uv breaks every later command)."""
+    from ._owndeps import moved
+
+    bad = moved(the_lock, target)
+    if bad:
+        where = _pin_line(path, bad[0].pin.name)
+        raise InputError(
+            f"{bad[0].pin.spec} would replace comfylock's own {bad[0].pin.name} ({bad[0].spec} needed) "
+            "in the environment comfylock runs from",
+            path=path,
+            line=where,
+            hint="run comfylock from another environment (pipx, uv tool) to manage this one",
+        )
+
+
+def _pin_line(path: Path, name: str) -> int | None:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for n, line in enumerate(lines, start=1):
+        text = line.strip().removeprefix("-e ").strip()
+        if text and not text.startswith("#") and lock.pin_name(text.split(" #")[0].strip()) == name:
+            return n
+    return None
 
 
 @locked
@@ -332,11 +390,7 @@ def check(ctx: Context) -> sync.SyncPlan:
     """What differs between the target environment and the lock (an empty plan: they match)."""
     target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
     unfinished = history.pending(ctx.ws.user_dir)
-    return sync.plan(
-        export.read_any(ctx.lock_path, export.marker_environment(target)),
-        target.installed,
-        unfinished=unfinished.packages if unfinished else (),
-    )
+    return _plan(export.read_any(ctx.lock_path, export.marker_environment(target)), target, unfinished)
 
 
 @dataclass(frozen=True)
@@ -361,7 +415,7 @@ def check_report(ctx: Context) -> CheckReport:
         stale = [inspect.Stale("?", "requirements", f"cannot read the requirements now: {e}")]
     broken = inspect.parse_pip_check(resolve.pip_check(ws.python))
     unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
-    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
+    p = _plan(the_lock, target, unfinished)
     return CheckReport(p, tuple(stale), tuple(broken))
 
 

@@ -55,11 +55,19 @@ class Pin:
     needed_by: tuple[str, ...] = ()  # canonical names of packages in the lock that depend on it
 
     @property
+    def editable(self) -> bool:
+        """`-e name @ URL`: only a history entry holds one (the user's own editable install, as
+        `uv pip freeze` listed it); compile refuses editable and local requirements from any file."""
+        return self.spec.startswith("-e ")
+
+    @property
     def version(self) -> str | None:
-        """The pinned version, or None for a URL requirement."""
+        """The pinned version, or None for a URL or editable requirement."""
         simple = _SIMPLE_PIN.fullmatch(self.spec)
         if simple:
             return simple["version"]
+        if self.editable:
+            return None
         from packaging.requirements import Requirement
 
         req = Requirement(self.spec)
@@ -240,6 +248,29 @@ def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pi
                 current["req"].append(Request(m["node"], m["file"], int(m["line"]), m["text"]))
             elif comment.startswith("needed by "):
                 current["need"].extend(x.strip() for x in comment[len("needed by ") :].split(","))
+            continue
+        if line.startswith("-e "):
+            # An editable install a history entry recorded: `-e name @ URL`, the name written out so
+            # the entry says which package it is without building it.
+            close()
+            spec = "-e " + line[3:].split(" #")[0].strip()
+            name = _check_pin(spec[3:], path, n)
+            if " @ " not in spec:
+                raise LockFileError(
+                    f"an editable pin must read `-e NAME @ URL`: {spec[:80]!r}",
+                    path=path,
+                    line=n,
+                    hint="recompile with `comfylock compile`",
+                )
+            if name in seen:
+                raise LockFileError(
+                    f"{name} is pinned twice (first on line {seen[name]})",
+                    path=path,
+                    line=n,
+                    hint="recompile with `comfylock compile`",
+                )
+            seen[name] = n
+            current = {"name": name, "spec": spec, "req": [], "need": []}
             continue
         if line.startswith("-"):
             opt = line.split()[0].split("=")[0]

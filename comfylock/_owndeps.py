@@ -1,0 +1,155 @@
+"""What a sync must leave alone: comfylock's own dependencies where comfylock runs from, and the seed
+packages uv itself keeps.
+
+A lock is synced exactly, so whatever it leaves out is removed and whatever it pins is installed. Two
+kinds of package are the exception. In the environment comfylock runs from, its own requirements (uv,
+packaging, tomli-w...) must stay installed and inside the versions comfylock asks for, or the next
+compile breaks: a lock that would move them is refused. Anywhere else they are ordinary packages, and
+a rollback must restore exactly. And uv never removes pip, setuptools and wheel from an environment
+it did not create without seeding it (its pyvenv.cfg rule); counting them as changes would make every
+sync report the same removal again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sysconfig
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._exceptions import InputError
+from ._names import canon
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+
+    from . import collect
+    from .lock import Lock, Pin
+    from .workspace import Target
+
+SELF = "comfylock"
+SEEDS = frozenset({"pip", "setuptools", "wheel"})
+
+
+def _lines() -> list[str]:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import requires as _requires
+
+    try:
+        return [ln for ln in _requires(SELF) or [] if "extra" not in ln.partition(";")[2]]
+    except PackageNotFoundError:  # run from a source tree without metadata: nothing is known
+        return []
+
+
+@lru_cache(maxsize=1)
+def names() -> frozenset[str]:
+    """The canonical names comfylock requires (any interpreter), without importing packaging: a
+    no-op sync at every ComfyUI start must stay cheap."""
+    return frozenset(canon(re.split(r"[^A-Za-z0-9._-]", ln.strip(), maxsplit=1)[0]) for ln in _lines())
+
+
+@lru_cache(maxsize=1)
+def requirements() -> Mapping[str, SpecifierSet]:
+    """{canonical name: specifier} of what comfylock's installed metadata requires on this Python
+    (extras and other interpreters' markers left out). Read from the metadata, not a hand-kept list."""
+    from packaging.requirements import Requirement
+
+    out: dict[str, SpecifierSet] = {}
+    for line in _lines():
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate():
+            out[canon(req.name)] = req.specifier
+    return out
+
+
+def _running_site() -> set[str]:
+    paths = sysconfig.get_paths()
+    return {os.path.realpath(paths[key]) for key in ("purelib", "platlib")}
+
+
+def runs_from(target: Target) -> bool:
+    """Whether comfylock runs from the target environment: its own site folders are the target's."""
+    own = {os.path.realpath(d) for d in target.own}
+    return bool(own & _running_site())
+
+
+def uv_keeps_seeds(prefix: str) -> bool:
+    """Whether `uv pip sync` leaves pip, setuptools and wheel installed in the environment at `prefix`:
+    always, except in a venv uv made (`uv = ` in pyvenv.cfg) without `--seed` (`seed = true`)."""
+    try:
+        text = (Path(prefix) / "pyvenv.cfg").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True  # not a venv (a system or embedded Python): uv keeps them
+    cfg = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            cfg[key.strip().lower()] = value.strip().lower()
+    return "uv" not in cfg or cfg.get("seed") == "true"
+
+
+def keep(target: Target) -> frozenset[str]:
+    """Packages a sync into `target` never removes (and never reports as to be removed)."""
+    kept = set(SEEDS) if target.prefix == "" or uv_keeps_seeds(target.prefix) else set()
+    if runs_from(target):
+        kept |= {SELF, *names(), *SEEDS}
+    return frozenset(kept)
+
+
+@dataclass(frozen=True)
+class Moved:
+    pin: Pin
+    spec: str  # what comfylock requires, e.g. "<0.14,>=0.13"
+
+
+def moved(lock: Lock, target: Target) -> list[Moved]:
+    """Pins of `lock` that would take one of comfylock's own requirements outside what it needs, when
+    synced into the environment comfylock runs from (elsewhere: none)."""
+    if not runs_from(target) or not any(p.name in names() for p in lock.pins):
+        return []
+    needs = requirements()
+    out = []
+    for pin in lock.pins:
+        spec = needs.get(pin.name)
+        if spec is None:
+            continue
+        version = pin.version
+        if version is None or not spec.contains(version, prereleases=True):
+            out.append(Moved(pin, str(spec)))
+    return out
+
+
+def blame(bad: Moved, coll: collect.Collection, lock: Lock) -> InputError:
+    """The refusal of a compiled lock that moves comfylock's own `bad.pin`, naming the line that asked
+    for it: a requirement on it, else one on the nearest package in the lock that needs it."""
+    reqs: dict[str, list[collect.Req]] = {}
+    for req in coll.requirements():
+        reqs.setdefault(req.name, []).append(req)
+    needed_by = {p.name: p.needed_by for p in lock.pins}
+    queue, seen = [bad.pin.name], {bad.pin.name}
+    while queue:
+        name = queue.pop(0)
+        if name in reqs:
+            req = reqs[name][0]
+            via = "" if name == bad.pin.name else f" (which needs {bad.pin.name})"
+            return InputError(
+                f"{req.source.node} asks for {req.text!r}{via}: the lock would pin {bad.pin.spec}, "
+                f"outside {bad.spec} that comfylock needs in the environment it runs from",
+                path=req.source.path,
+                line=req.source.line,
+                hint="remove or relax that line, skip the node with --skip-node, "
+                "or run comfylock from another environment (pipx, uv tool)",
+            )
+        for up in needed_by.get(name, ()):
+            if up not in seen:
+                seen.add(up)
+                queue.append(up)
+    return InputError(
+        f"the lock would pin {bad.pin.spec}, outside {bad.spec} that comfylock needs in the environment "
+        "it runs from",
+        hint="run comfylock from another environment (pipx, uv tool)",
+    )
