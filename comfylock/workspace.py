@@ -235,6 +235,7 @@ class Target:
     # local-path installs in the own site folders
     direct: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
     own: tuple[str, ...] = field(default=(), compare=False)  # the own site folders, real paths
+    paths: tuple[str, ...] = field(default=(), compare=False)  # sys.path, absolute
     prefix: str = field(default="", compare=False)  # sys.prefix, real path (a venv's pyvenv.cfg is here)
 
     def identity(self) -> list[str | bool]:
@@ -321,6 +322,7 @@ def _target(python: Path, facts: Any) -> Target:
         visible=visible,
         direct={str(k): v for k, v in direct.items() if isinstance(v, dict)},
         own=tuple(d for d in facts.get("own", ()) if isinstance(d, str)),
+        paths=tuple(d for d in facts.get("paths", ()) if isinstance(d, str)),
         prefix=str(facts.get("prefix", "")),
     )
 
