@@ -69,7 +69,7 @@ def _installed(paths: list[str]) -> tuple[dict[str, str], list[str]]:
     return installed, listed
 
 
-def _frozen(own: list[str]) -> list[str] | None:
+def _frozen(own: list[str], direct: dict[str, dict[str, object]]) -> list[str] | None:
     """`uv pip freeze`'s lines for the environment's own folders (where uv installs, and what it lists)
     when every distribution there is a plain registry install; None when a line would have to say more
     (a URL, VCS or editable install, a legacy egg, two versions of one name, an odd version)."""
@@ -88,8 +88,7 @@ def _frozen(own: list[str]) -> list[str] | None:
                 continue
             name, _, version = stem.partition("-")
             name = canonical(name)
-            direct = os.path.exists(os.path.join(folder, entry, "direct_url.json"))
-            if not NORMAL_VERSION.fullmatch(version) or name in names or direct:
+            if not NORMAL_VERSION.fullmatch(version) or name in names or name in direct:
                 return None
             names.add(name)
             frozen.append(name + "==" + version)
@@ -139,10 +138,11 @@ def scan(paths: list[str], own: list[str]) -> dict[str, object]:
     can import, which policies read) only."""
     installed, listed = _installed(own)
     visible, _ = _installed(paths)
+    direct = _direct(own)
     return {
         "installed": installed,
         "visible": visible,
-        "direct": _direct(own),
+        "direct": direct,
         "site_dirs": listed,
-        "frozen": _frozen(own),
+        "frozen": _frozen(own, direct),
     }

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 from conftest import STANDARD, install, installed, uv
-from wheels import make_index, make_wheel
+from wheels import make_index
 
 from comfylock import api, history
 from comfylock.cli import main
 
 # A PEP 517/660 build backend in one file, standard library only: editable, path and git installs of
 # a user's own project without any index (uv builds it from the project folder itself).
-TINYBACK = '''
+TINYBACK = """
 import base64, hashlib, os, zipfile
 
 NAME, VERSION = "mynode", "0.1"
@@ -31,7 +31,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 def _wheel(directory, files):
     info = NAME + "-" + VERSION + ".dist-info"
     files = dict(files)
-    files[info + "/METADATA"] = ("Metadata-Version: 2.1\\nName: %s\\nVersion: %s\\n" % (NAME, VERSION)).encode()
+    meta = "Metadata-Version: 2.1\\nName: %s\\nVersion: %s\\n" % (NAME, VERSION)
+    files[info + "/METADATA"] = meta.encode()
     files[info + "/WHEEL"] = b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
     rows = []
     for path, data in files.items():
@@ -51,7 +52,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 
 def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
     return _wheel(wheel_directory, {"__editable__." + NAME + ".pth": (_HERE + "\\n").encode()})
-'''
+"""
 
 PYPROJECT = """[project]
 name = "mynode"
@@ -140,6 +141,22 @@ def test_a_pth_listed_folder_is_not_the_environments(comfy, venv, wheels, tmp_pa
     assert tree(other) == before
 
 
+def test_a_pth_listed_folder_is_untouched_without_the_suites_uv_isolation(comfy, venv, wheels, tmp_path):
+    """The same, as a user runs it: a child process, no UV_NO_CONFIG, an empty user config folder."""
+    other = unpacked(tmp_path / "shared-libs", wheels / "tqdm-4.66.0-py3-none-any.whl")
+    (site(venv) / "shared.pth").write_text(f"{other}\n")
+    before = tree(other)
+    root = comfy("numpy\n")
+    env = {k: v for k, v in os.environ.items() if k != "UV_NO_CONFIG"}
+    env |= {"XDG_CONFIG_HOME": str(tmp_path / "config"), "APPDATA": str(tmp_path / "config")}
+    cmd = [sys.executable, "-m", "comfylock"]
+    where = ["--comfyui", str(root), "--python", str(venv)]
+    for args in (["compile", "--no-index", "--find-links", str(wheels)], ["sync"], ["check"], ["sync"]):
+        done = subprocess.run([*cmd, args[0], *where, *args[1:]], cwd=tmp_path, env=env, capture_output=True)
+        assert done.returncode == 0, done.stderr
+    assert entries(root) == [1] and tree(other) == before and installed(venv) == {"numpy": "2.1.0"}
+
+
 def test_a_killed_sync_repair_never_touches_a_pth_listed_folder(comfy, venv, wheels, tmp_path):
     """A sync killed while changing tqdm; the next sync clears half-written tqdm folders: only its own."""
     other = unpacked(tmp_path / "vendored", wheels / "tqdm-4.66.0-py3-none-any.whl")
@@ -161,9 +178,15 @@ def test_system_site_packages_are_the_base_interpreters(comfy, wheels, tmp_path,
     if Path(sys.prefix).resolve() != Path(sys.base_prefix).resolve():
         base_site = Path(
             subprocess.run(
-                [os.path.join(sys.base_prefix, "bin", "python3"), "-I", "-c",
-                 "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                capture_output=True, text=True, check=True,
+                [
+                    os.path.join(sys.base_prefix, "bin", "python3"),
+                    "-I",
+                    "-c",
+                    "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout.strip()  # fmt: skip
         )
     listing = sorted(p.name for p in base_site.iterdir())
@@ -204,7 +227,7 @@ def test_a_user_site_package_is_not_the_environments(comfy, venv, wheels, tmp_pa
 
 def test_an_editable_install_is_in_the_history_and_rollback_restores_it(comfy, venv, wheels, tmp_path):
     mine = project(tmp_path / "mynode")
-    uv("pip", "install", "-q", "--python", str(venv), "--no-index", "-f", str(wheels), "-e", str(mine), "idna==3.7")
+    install(venv, wheels, "-e", str(mine), "idna==3.7")
     frozen = freeze(venv)
     assert f"-e {mine.as_uri()}" in frozen
     root = comfy("idna==3.7\nnumpy\n")
@@ -256,7 +279,8 @@ def test_a_url_pin_is_compared_by_its_url(comfy, venv, wheels, tmp_path, capsys)
 def git(repo: Path, *args: str) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo)}  # fmt: skip
-    return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True)
+    return done.stdout
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
