@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 
 # PEP 440's normal form, as installers name a .dist-info folder and uv writes a pin. [0-9], not \d:
 # packaging refuses digits other than ASCII ones.
@@ -44,16 +45,32 @@ def _read_name_version(folder: str, entry: str) -> tuple[str, str]:
     return fields.get("Name", ""), fields.get("Version", "")
 
 
-def _installed(paths: list[str]) -> tuple[dict[str, str], list[str]]:
+def _lister() -> Callable[[str], list[str] | None]:
+    """os.listdir, sorted, once per folder per scan (the own folders are on sys.path too)."""
+    seen: dict[str, list[str] | None] = {}
+
+    def listing(folder: str) -> list[str] | None:
+        if folder not in seen:
+            try:
+                seen[folder] = sorted(os.listdir(folder))
+            except OSError:
+                seen[folder] = None
+        return seen[folder]
+
+    return listing
+
+
+def _installed(
+    paths: list[str], listing: Callable[[str], list[str] | None]
+) -> tuple[dict[str, str], list[str]]:
     """Distributions from their *.dist-info / *.egg-info folder names, the first on sys.path winning as
     it does for import, and the folders that could be listed. Only a name without a version is opened:
     importlib.metadata, parsing every METADATA file, costs more than the rest of a no-op compile."""
     installed: dict[str, str] = {}
     listed: list[str] = []
     for folder in paths:
-        try:
-            entries = sorted(os.listdir(folder))
-        except OSError:
+        entries = listing(folder)
+        if entries is None:
             continue
         listed.append(folder)
         for entry in entries:
@@ -69,17 +86,16 @@ def _installed(paths: list[str]) -> tuple[dict[str, str], list[str]]:
     return installed, listed
 
 
-def _frozen(own: list[str], direct: dict[str, dict[str, object]]) -> list[str] | None:
+def _frozen(
+    own: list[str], direct: dict[str, dict[str, object]], listing: Callable[[str], list[str] | None]
+) -> list[str] | None:
     """`uv pip freeze`'s lines for the environment's own folders (where uv installs, and what it lists)
     when every distribution there is a plain registry install; None when a line would have to say more
     (a URL, VCS or editable install, a legacy egg, two versions of one name, an odd version)."""
     frozen: list[str] = []
     names: set[str] = set()
     for folder in own:
-        try:
-            entries = sorted(os.listdir(folder))
-        except OSError:
-            continue
+        entries = listing(folder) or []
         for entry in entries:
             stem, _, kind = entry.rpartition(".")
             if kind in ("egg-link", "egg-info") or entry.startswith("__editable__"):
@@ -95,15 +111,12 @@ def _frozen(own: list[str], direct: dict[str, dict[str, object]]) -> list[str] |
     return sorted(frozen)
 
 
-def _direct(own: list[str]) -> dict[str, dict[str, object]]:
+def _direct(own: list[str], listing: Callable[[str], list[str] | None]) -> dict[str, dict[str, object]]:
     """{name: what its direct_url.json (PEP 610) says} for the URL, VCS and local-path installs in the
     environment's own folders: a registry pin of the same version is not them (uv keeps them then)."""
     out: dict[str, dict[str, object]] = {}
     for folder in own:
-        try:
-            entries = sorted(os.listdir(folder))
-        except OSError:
-            continue
+        entries = listing(folder) or []
         for entry in entries:
             stem, _, kind = entry.rpartition(".")
             if kind != "dist-info":
@@ -136,13 +149,14 @@ def scan(paths: list[str], own: list[str]) -> dict[str, object]:
     and `uv pip freeze` act on and list. A folder a .pth file lists, the base interpreter's site under
     --system-site-packages or a user site is someone else's; it shows in `visible` (what the target
     can import, which policies read) only."""
-    installed, listed = _installed(own)
-    visible, _ = _installed(paths)
-    direct = _direct(own)
+    listing = _lister()
+    installed, listed = _installed(own, listing)
+    visible, _ = _installed(paths, listing)
+    direct = _direct(own, listing)
     return {
         "installed": installed,
         "visible": visible,
         "direct": direct,
         "site_dirs": listed,
-        "frozen": _frozen(own, direct),
+        "frozen": _frozen(own, direct, listing),
     }

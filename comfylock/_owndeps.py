@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-import sysconfig
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -66,15 +66,10 @@ def requirements() -> Mapping[str, SpecifierSet]:
     return out
 
 
-def _running_site() -> set[str]:
-    paths = sysconfig.get_paths()
-    return {os.path.realpath(paths[key]) for key in ("purelib", "platlib")}
-
-
 def runs_from(target: Target) -> bool:
-    """Whether comfylock runs from the target environment: its own site folders are the target's."""
-    own = {os.path.realpath(d) for d in target.own}
-    return bool(own & _running_site())
+    """Whether comfylock runs from the target environment: the same prefix (a venv's folder), so the
+    same own site folders uv syncs. Compared as real paths; no sysconfig (1.5 ms on every start)."""
+    return bool(target.prefix) and os.path.realpath(sys.prefix) == target.prefix
 
 
 def uv_keeps_seeds(prefix: str) -> bool:

@@ -341,9 +341,11 @@ def own_env(tmp_path: Path) -> Path:
             if src.is_file() and ".." not in Path(rel).parts[:1]:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
-            elif src.is_file():  # the uv binary, in the scripts folder
-                scripts = python.parent
-                shutil.copy2(src, scripts / src.name)
+            elif src.is_file():  # the uv binary, in the scripts folder: linked, 40 MB
+                try:
+                    os.link(src, python.parent / src.name)
+                except OSError:
+                    shutil.copy2(src, python.parent / src.name)
     return python
 
 
