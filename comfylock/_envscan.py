@@ -143,6 +143,40 @@ def _direct(own: list[str], listing: Callable[[str], list[str] | None]) -> dict[
     return out
 
 
+def _egg_version(project: str, name: str, listing: Callable[[str], list[str] | None]) -> str:
+    for info in listing(project) or []:
+        stem, _, kind = info.rpartition(".")
+        if kind == "egg-info" and canonical(stem.partition("-")[0]) == name:
+            return _read_name_version(project, info)[1]
+    return ""
+
+
+def _egg_links(
+    own: list[str], listing: Callable[[str], list[str] | None]
+) -> dict[str, tuple[str, dict[str, object]]]:
+    """{name: (version, info)} of legacy editable installs (`setup.py develop`): a NAME.egg-link file in
+    an own folder naming the project folder, whose NAME.egg-info holds the version. uv lists them
+    (`-e PATH`) and a sync removes them like any other package, so they are the environment's."""
+    out: dict[str, tuple[str, dict[str, object]]] = {}
+    for folder in own:
+        for entry in listing(folder) or []:
+            stem, _, kind = entry.rpartition(".")
+            if kind != "egg-link":
+                continue
+            try:
+                with open(os.path.join(folder, entry), encoding="utf-8", errors="replace") as f:
+                    project = os.path.join(folder, f.read(4096).splitlines()[0].strip())
+            except (OSError, IndexError):
+                continue
+            name = canonical(stem)
+            version = _egg_version(project, name, listing)
+            if version:
+                path = os.path.normpath(project)
+                url = "file://" + ("" if path.startswith("/") else "/") + path.replace(os.sep, "/")
+                out.setdefault(name, (version, {"url": url, "path": path, "editable": True}))
+    return out
+
+
 def scan(paths: list[str], own: list[str]) -> dict[str, object]:
     """What an environment whose sys.path is `paths` (absolute) and whose own site folders are `own`
     holds. `installed`, `direct`, `site_dirs` and `frozen` are its own folders alone: what `uv pip sync`
@@ -153,6 +187,9 @@ def scan(paths: list[str], own: list[str]) -> dict[str, object]:
     installed, listed = _installed(own, listing)
     visible, _ = _installed(paths, listing)
     direct = _direct(own, listing)
+    for name, (version, info) in _egg_links(own, listing).items():
+        installed.setdefault(name, version)
+        direct.setdefault(name, info)
     return {
         "installed": installed,
         "visible": visible,

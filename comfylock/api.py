@@ -321,10 +321,14 @@ def _freeze(target: Target) -> list[str]:
     if target.frozen is not None:
         return list(target.frozen)
     editables = {str(i.get("url")): n for n, i in target.direct.items() if i.get("editable")}
+    editables |= {str(i["path"]): n for n, i in target.direct.items() if i.get("editable") and i.get("path")}
     out = []
     for line in resolve.freeze(target.python):
         url = line[3:].strip() if line.startswith("-e ") else None
-        out.append(f"-e {editables[url]} @ {url}" if url in editables else line)
+        if url in editables:  # a legacy one (`-e PATH`) is recorded by its URL too
+            name = editables[url]
+            line = f"-e {name} @ {target.direct[name]['url']}"
+        out.append(line)
     return out
 
 

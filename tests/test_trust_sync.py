@@ -241,6 +241,28 @@ def test_an_editable_install_is_in_the_history_and_rollback_restores_it(comfy, v
     assert cli(root, venv, wheels, "check", "--lock", str(entry)) == 0
 
 
+def test_a_legacy_egg_link_editable_is_the_environments_and_comes_back(comfy, venv, wheels, tmp_path, capsys):
+    """`setup.py develop` left NAME.egg-link in site-packages: uv lists it (`-e PATH`) and removes it."""
+    legacy = project(tmp_path / "legacy")
+    (legacy / "mynode.egg-info").mkdir()
+    (legacy / "mynode.egg-info" / "PKG-INFO").write_text(
+        "Metadata-Version: 1.0\nName: mynode\nVersion: 0.1\n"
+    )
+    (site(venv) / "mynode.egg-link").write_text(f"{legacy}\n.\n")
+    (site(venv) / "easy-install.pth").write_text(f"{legacy}\n")
+    assert freeze(venv) == [f"-e {legacy}"]
+    root = comfy("idna\n")
+    assert cli(root, venv, wheels, "compile") == 0
+    capsys.readouterr()
+    assert cli(root, venv, wheels, "check") == 1
+    assert "extra: mynode" in capsys.readouterr().out  # what uv is about to remove, said beforehand
+    assert cli(root, venv, wheels, "sync") == 0 and freeze(venv) == ["idna==3.10"]
+    entry = root / "user" / "comfylock" / "history" / "0001.lock"
+    assert f"-e mynode @ {legacy.as_uri()}" in entry.read_text()
+    assert cli(root, venv, wheels, "rollback") == 0
+    assert freeze(venv) == [f"-e {legacy.as_uri()}"]  # editable from the same folder again
+
+
 def test_a_registry_install_over_an_editable_one_is_drift(comfy, venv, wheels, tmp_path, capsys):
     """uv counts editable mynode 0.1 as satisfying `mynode==0.1`: comfylock must not."""
     mine = project(tmp_path / "mynode")
