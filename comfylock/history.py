@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ._exceptions import InputError, LockFileError
 from ._fs import atomic_write
-from .lock import Lock, Pin, pin_name, read_lock, write_lock
+from .lock import HISTORY_KEY, Lock, Pin, pin_name, read_lock, write_lock
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def record(
     import datetime as _dt
 
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    meta = {**target, "history-time": now, "history-trigger": trigger}
+    meta = {**target, "history-time": now, HISTORY_KEY: trigger}
     lock, skipped = snapshot(freeze_lines, options, meta)
     # Numbered from file names alone: one damaged entry must not stop every later sync.
     ids = _ids(user_dir)

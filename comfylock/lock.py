@@ -21,6 +21,7 @@ from ._names import canon
 from ._redact import strip_text
 
 FORMAT_VERSION = "1"
+HISTORY_KEY = "history-trigger"  # the header key only history entries carry (see history.record)
 _PREAMBLE = (
     "# comfylock lock file: the exact Python packages of this ComfyUI install.",
     "# Made by `comfylock compile`; applied by `comfylock sync`. Edit requirements, not this file.",
@@ -181,7 +182,9 @@ def parse_lock(text: str, path: Path | str = "<lock>") -> Lock:
         ln == _PREAMBLE[0] or ln.startswith(("# comfylock-lock:", "# body-sha256:")) for ln in lines
     )
     intact = hashlib.sha256(body.encode()).hexdigest() == expected if expected is not None else not ours
-    pins, options = _parse_body(lines, body_start, path)
+    # Editable pins are the user's own environment as a history entry recorded it; a compiled lock
+    # never holds one (compile refuses `-e` and local paths in every requirement file).
+    pins, options = _parse_body(lines, body_start, path, editable_ok=HISTORY_KEY in meta)
     return Lock(
         pins=tuple(pins),
         options=tuple(options),
@@ -225,7 +228,9 @@ def require_intact(lock: Lock, path: Path | str) -> None:
         )
 
 
-def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pin], list[str]]:
+def _parse_body(
+    lines: list[str], start: int, path: Path | str, *, editable_ok: bool = False
+) -> tuple[list[Pin], list[str]]:
     pins: list[Pin] = []
     options: list[str] = []
     seen: dict[str, int] = {}
@@ -249,7 +254,7 @@ def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pi
             elif comment.startswith("needed by "):
                 current["need"].extend(x.strip() for x in comment[len("needed by ") :].split(","))
             continue
-        if line.startswith("-e "):
+        if line.startswith("-e ") and editable_ok:
             # An editable install a history entry recorded: `-e name @ URL`, the name written out so
             # the entry says which package it is without building it.
             close()

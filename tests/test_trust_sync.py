@@ -225,7 +225,9 @@ def test_a_user_site_package_is_not_the_environments(comfy, venv, wheels, tmp_pa
 # --- editable, URL and VCS installs --------------------------------------------------------------
 
 
-def test_an_editable_install_is_in_the_history_and_rollback_restores_it(comfy, venv, wheels, tmp_path):
+def test_an_editable_install_is_in_the_history_and_rollback_restores_it(
+    comfy, venv, wheels, tmp_path, capsys
+):
     mine = project(tmp_path / "mynode")
     install(venv, wheels, "-e", str(mine), "idna==3.7")
     frozen = freeze(venv)
@@ -239,6 +241,13 @@ def test_an_editable_install_is_in_the_history_and_rollback_restores_it(comfy, v
     assert cli(root, venv, wheels, "rollback") == 0
     assert freeze(venv) == frozen  # back as uv pip freeze listed it: editable, same folder
     assert cli(root, venv, wheels, "check", "--lock", str(entry)) == 0
+    # Only a history entry may hold it: the same text as a lock that is not one is refused
+    text = "".join(ln for ln in entry.read_text().splitlines(True) if not ln.startswith("# history-trigger"))
+    (root / "comfylock.lock").write_text(text)
+    capsys.readouterr()
+    assert cli(root, venv, wheels, "sync") == 2
+    line = text.splitlines().index(f"-e mynode @ {mine.as_uri()}") + 1
+    assert f"comfylock.lock:{line}:" in capsys.readouterr().err and freeze(venv) == frozen
 
 
 def test_a_legacy_egg_link_editable_is_the_environments_and_comes_back(comfy, venv, wheels, tmp_path, capsys):
