@@ -1,13 +1,13 @@
-"""What a sync must leave alone: comfylock's own dependencies where comfylock runs from, and the seed
-packages uv itself keeps.
+"""What a sync must leave alone: comfylock's own dependencies where comfylock runs from, and pip,
+setuptools and wheel.
 
 A lock is synced exactly, so whatever it leaves out is removed and whatever it pins is installed. Two
 kinds of package are the exception. In the environment comfylock runs from, its own requirements (uv,
 packaging, tomli-w...) must stay installed and inside the versions comfylock asks for, or the next
 compile breaks: a lock that would move them is refused. Anywhere else they are ordinary packages, and
-a rollback must restore exactly. And uv never removes pip, setuptools and wheel from an environment
-it did not create without seeding it (its pyvenv.cfg rule); counting them as changes would make every
-sync report the same removal again.
+a rollback must restore exactly. pip, setuptools and wheel are kept everywhere: they are how a user
+(and ComfyUI-Manager) installs anything by hand, and `uv pip sync` itself keeps them in every
+environment it did not create.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._exceptions import InputError
@@ -72,27 +71,11 @@ def runs_from(target: Target) -> bool:
     return bool(target.prefix) and os.path.realpath(sys.prefix) == target.prefix
 
 
-def uv_keeps_seeds(prefix: str) -> bool:
-    """Whether `uv pip sync` leaves pip, setuptools and wheel installed in the environment at `prefix`:
-    always, except in a venv uv made (`uv = ` in pyvenv.cfg) without `--seed` (`seed = true`)."""
-    try:
-        text = (Path(prefix) / "pyvenv.cfg").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return True  # not a venv (a system or embedded Python): uv keeps them
-    cfg = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            cfg[key.strip().lower()] = value.strip().lower()
-    return "uv" not in cfg or cfg.get("seed") == "true"
-
-
 def keep(target: Target) -> frozenset[str]:
-    """Packages a sync into `target` never removes (and never reports as to be removed)."""
-    kept = set(SEEDS) if target.prefix == "" or uv_keeps_seeds(target.prefix) else set()
-    if runs_from(target):
-        kept |= {SELF, *names(), *SEEDS}
-    return frozenset(kept)
+    """Packages a sync into `target` never removes (and never reports as to be removed): pip,
+    setuptools and wheel everywhere (a user's way out, and what tools such as ComfyUI-Manager install
+    with); comfylock and its own requirements only where it runs from."""
+    return frozenset({SELF, *names(), *SEEDS}) if runs_from(target) else SEEDS
 
 
 @dataclass(frozen=True)
