@@ -17,9 +17,9 @@ from ._names import canon
 from .lock import Change, Lock, format_body
 from .resolve import IndexOptions
 
-# Never removed from the environment comfylock or uv runs in, nor pip (a user's way out). uv itself
-# leaves pip, setuptools and wheel alone; it would remove the rest, so they are kept by pinning their
-# installed versions into what uv syncs to.
+# plan()'s default for what is never removed: comfylock, its requirements and pip, setuptools, wheel.
+# Kept by pinning their installed versions into what uv syncs to. api passes _owndeps.keep(target)
+# instead: comfylock's own requirements are kept only in the environment comfylock runs from.
 PROTECTED = frozenset({"comfylock", "uv", "packaging", "tomli-w", "tomli", "pip", "setuptools", "wheel"})
 
 
