@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 # Compile's modules (collect, policy, the fingerprint, conflict explanation, duplicate imports) are
 # imported inside the functions that use them: a no-op `sync` at every ComfyUI start needs none.
-from . import _quick, export, history, lock, resolve, sync
+from . import _envstate, _quick, export, history, lock, resolve, sync
 from ._exceptions import InputError, LockFileError, UvError
 from ._filelock import locked
 from ._fs import atomic_write
@@ -23,7 +23,7 @@ from ._redact import restore
 from .config import Config, load_config
 from .lock import Change, Lock
 from .resolve import IndexOptions
-from .workspace import Target, Workspace, open_workspace, probe_target, remember
+from .workspace import Workspace, open_workspace, probe_target, remember
 
 if TYPE_CHECKING:
     from . import collect, inspect, policy
@@ -184,8 +184,10 @@ def compile(  # noqa: A001 - the command's name
     )
     from ._owndeps import blame, moved
 
-    bad = moved(new, target)
-    if bad:  # a downgraded uv or packaging in the environment comfylock runs from breaks it
+    # A downgraded uv or packaging in the environment comfylock runs from breaks it. A lock made for
+    # another Python or platform is not for here (sync refuses it here all the same).
+    bad = [] if python_version or python_platform else moved(new, target)
+    if bad:
         raise blame(bad[0], coll, new)
     changes = tuple(lock.diff(lock.pin_versions(previous) if previous else {}, lock.pin_versions(new)))
     if not dry_run:
@@ -268,11 +270,11 @@ def sync_env(
         raise InputError(mismatch, path=path, hint="compile for this machine, or pass --force to sync anyway")
     if mismatch:
         warnings.append(f"{mismatch}; synced anyway (--force)")
-    _refuse_moving_own(the_lock, target, path)
+    _envstate.refuse_moving_own(the_lock, target, path)
     unfinished = history.pending(ctx.ws.user_dir)
     if not dry_run and unfinished and sync.remove_torn(target.site_dirs, unfinished.packages):
         target = probe_target(ctx.ws.python)  # what is left once a killed install's debris is gone
-    p = _plan(the_lock, target, unfinished)
+    p = _envstate.plan(the_lock, target, unfinished)
     if dry_run or p.is_noop:
         if not dry_run:
             remember(target)
@@ -286,7 +288,7 @@ def sync_env(
         index.find_links,
         index.no_index,
     )
-    frozen = _freeze(target)
+    frozen = _envstate.freeze(target)
     lost = [line for line in frozen if line.startswith("-") and " @ " not in line]
     warnings += [f"history cannot hold {line!r}: a rollback will not bring it back" for line in lost]
     entry = history.record(
@@ -300,7 +302,7 @@ def sync_env(
     try:
         sync.apply(p, ctx.ws.python, index, offline=offline)
     except UvError as e:
-        if _freeze(probe_target(ctx.ws.python)) == frozen:  # uv stopped before changing anything
+        if _envstate.freeze(probe_target(ctx.ws.python)) == frozen:  # uv stopped before changing anything
             history.end(ctx.ws.user_dir, restore=unfinished)
         raise UvError(
             e.message,
@@ -311,66 +313,6 @@ def sync_env(
         sync.remove_torn(target.site_dirs, unfinished.packages)
     history.end(ctx.ws.user_dir)
     return SyncResult(p, path, entry, False, tuple(warnings))
-
-
-def _freeze(target: Target) -> list[str]:
-    """The environment as `uv pip freeze` lists it: from the probe when it holds only plain registry
-    installs (the environment is read once a run), else from uv (URLs, editables, legacy installs).
-    uv lists an editable install as `-e URL`; the name its direct_url.json belongs to is written in
-    (`-e name @ URL`, which uv pip sync reads) so a history entry can pin it."""
-    if target.frozen is not None:
-        return list(target.frozen)
-    editables = {str(i.get("url")): n for n, i in target.direct.items() if i.get("editable")}
-    editables |= {str(i["path"]): n for n, i in target.direct.items() if i.get("editable") and i.get("path")}
-    out = []
-    for line in resolve.freeze(target.python):
-        url = line[3:].strip() if line.startswith("-e ") else None
-        if url in editables:  # a legacy one (`-e PATH`) is recorded by its URL too
-            name = editables[url]
-            line = f"-e {name} @ {target.direct[name]['url']}"
-        out.append(line)
-    return out
-
-
-def _plan(the_lock: Lock, target: Target, unfinished: history.Pending | None) -> sync.SyncPlan:
-    from ._owndeps import keep
-
-    return sync.plan(
-        the_lock,
-        target.installed,
-        unfinished=unfinished.packages if unfinished else (),
-        keep=keep(target),
-        direct=target.direct,
-    )
-
-
-def _refuse_moving_own(the_lock: Lock, target: Target, path: Path) -> None:
-    """A lock that would move comfylock's own requirements in the environment it runs from is refused
-    before anything changes (a downgraded uv breaks every later command)."""
-    from ._owndeps import moved
-
-    bad = moved(the_lock, target)
-    if bad:
-        where = _pin_line(path, bad[0].pin.name)
-        raise InputError(
-            f"{bad[0].pin.spec} would replace comfylock's own {bad[0].pin.name} ({bad[0].spec} needed) "
-            "in the environment comfylock runs from",
-            path=path,
-            line=where,
-            hint="run comfylock from another environment (pipx, uv tool) to manage this one",
-        )
-
-
-def _pin_line(path: Path, name: str) -> int | None:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    for n, line in enumerate(lines, start=1):
-        text = line.strip().removeprefix("-e ").strip()
-        if text and not text.startswith("#") and lock.pin_name(text.split(" #")[0].strip()) == name:
-            return n
-    return None
 
 
 @locked
@@ -394,7 +336,9 @@ def check(ctx: Context) -> sync.SyncPlan:
     """What differs between the target environment and the lock (an empty plan: they match)."""
     target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
     unfinished = history.pending(ctx.ws.user_dir)
-    return _plan(export.read_any(ctx.lock_path, export.marker_environment(target)), target, unfinished)
+    return _envstate.plan(
+        export.read_any(ctx.lock_path, export.marker_environment(target)), target, unfinished
+    )
 
 
 @dataclass(frozen=True)
@@ -419,7 +363,7 @@ def check_report(ctx: Context) -> CheckReport:
         stale = [inspect.Stale("?", "requirements", f"cannot read the requirements now: {e}")]
     broken = inspect.parse_pip_check(resolve.pip_check(ws.python))
     unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
-    p = _plan(the_lock, target, unfinished)
+    p = _envstate.plan(the_lock, target, unfinished)
     return CheckReport(p, tuple(stale), tuple(broken))
 
 
