@@ -177,9 +177,9 @@ def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> l
     a kill can leave a .dist-info without METADATA, INSTALLER or RECORD, or with a RECORD that is empty
     or cut short. uv still counts such a folder as installed but cannot uninstall it (it fails on a bad
     RECORD), so a plain sync or rollback would not repair it. Each one found in `site_dirs` (the target's
-    sys.path folders) for an `unfinished` package has the files its RECORD does list removed, inside the
-    environment only, and then goes itself; the sync that follows installs the package whole. Folders of
-    other packages are never touched.
+    own site folders, where uv installs; never a folder a .pth lists) for an `unfinished` package has
+    the files its RECORD does list removed, inside the environment only, and then goes itself; the sync
+    that follows installs the package whole. Folders of other packages are never touched.
     """
     wanted = {canon(n) for n in unfinished}
     removed: list[Path] = []
