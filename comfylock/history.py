@@ -35,7 +35,7 @@ def snapshot(
     freeze_lines: Sequence[str], options: Sequence[str], meta: dict[str, str]
 ) -> tuple[Lock, list[str]]:
     """A lock of the environment as `uv pip freeze` shows it: registry pins, `name @ URL` (URLs, VCS
-    commits, local paths) and editable installs as `-e name @ URL` (see api._freeze). These are the
+    commits, local paths) and editable installs as `-e name @ URL` (see _envstate.freeze). These are the
     user's own environment, restored by a rollback; a line naming no package is left out (`skipped`)."""
     pins: dict[str, Pin] = {}
     skipped: list[str] = []
