@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _compile, _quick, export, history, inspect, resolve, sync
+from . import _compile, _envstate, _quick, export, history, inspect, resolve, sync
 from ._exceptions import ComfylockError
 from ._fingerprint import policy_names
 from ._stale import Intended, explain, index_from_args, read_inputs, split_broken
@@ -43,7 +43,7 @@ def check_report(ctx: Context) -> CheckReport:
     found = inspect.parse_pip_check(resolve.pip_check(ws.python))
     broken, intended = split_broken(found, the_lock, target.installed)
     unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
-    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
+    p = _envstate.plan(the_lock, target, unfinished)
     back = None if p.is_noop else rolled_back_to(ws.user_dir, target.installed)
     return CheckReport(p, tuple(stale), tuple(broken), tuple(intended), back)
 

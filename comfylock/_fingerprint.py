@@ -80,7 +80,7 @@ def fingerprint(
             )
         )
     names = policy_names(pol.entries)
-    have = target.installed if installed is None else installed
+    have = target.visible if installed is None else installed
     identity = target.identity()
     identity[0] = where(target.python)
     if has_gpu is not None:

@@ -36,6 +36,7 @@ print(json.dumps(dict(
     machine=_machine,
     paths=_paths,
     own=_own,
+    prefix=os.path.realpath(sys.prefix),
     candidates=[os.path.abspath(c) for c in _candidates],
     base=os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
 )))

@@ -123,7 +123,7 @@ def digest(
         "nodes": found,
         "files": files,
         "target": target.identity(),
-        "installed": {n: target.installed.get(n) for n in names},
+        "installed": {n: target.visible.get(n) for n in names},
     }
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 

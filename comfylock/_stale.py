@@ -51,7 +51,7 @@ def read_inputs(
 ) -> Inputs:
     pol = policy.load_policy(user_policy, list(policy_files), base=default_policy)
     facts = policy.Facts(
-        installed=target.installed,
+        installed=target.visible,
         os=target.os,
         has_gpu=target.has_gpu,
         comfyui_version=_compile.comfyui_version(ws.root),

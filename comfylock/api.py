@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 # Compile's modules (collect, policy, the fingerprint, conflict explanation, duplicate imports) are
 # imported inside the functions that use them: a no-op `sync` at every ComfyUI start needs none.
-from . import _quick, export, history, lock, resolve, sync
+from . import _envstate, _quick, export, history, lock, resolve, sync
 from ._exceptions import InputError, LockFileError, UvError
 from ._filelock import locked
 from ._fs import atomic_write
@@ -23,7 +23,7 @@ from ._redact import restore
 from .config import Config, load_config
 from .lock import Change, Lock
 from .resolve import IndexOptions
-from .workspace import Target, Workspace, open_workspace, probe_target, remember
+from .workspace import Workspace, open_workspace, probe_target, remember
 
 if TYPE_CHECKING:
     from . import _rollback, collect, inspect, policy
@@ -228,6 +228,13 @@ def compile(  # noqa: A001 - the command's name
         python_platform,
         list(settled.warnings),
     )
+    from ._owndeps import blame, moved
+
+    # A downgraded uv or packaging in the environment comfylock runs from breaks it. A lock made for
+    # another Python or platform is not for here (sync refuses it here all the same).
+    bad = [] if python_version or python_platform else moved(new, target)
+    if bad:
+        raise blame(bad[0], coll, new)
     changes = tuple(lock.diff(lock.pin_versions(previous) if previous else {}, lock.pin_versions(new)))
     if not dry_run:
         lock.write_lock(ctx.lock_path, new)
@@ -327,10 +334,11 @@ def sync_env(
         raise InputError(mismatch, path=path, hint="compile for this machine, or pass --force to sync anyway")
     if mismatch:
         warnings.append(f"{mismatch}; synced anyway (--force)")
+    _envstate.refuse_moving_own(the_lock, target, path)
     unfinished = history.pending(ctx.ws.user_dir)
     if not dry_run and unfinished and sync.remove_torn(target.site_dirs, unfinished.packages):
         target = probe_target(ctx.ws.python)  # what is left once a killed install's debris is gone
-    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
+    p = _envstate.plan(the_lock, target, unfinished)
     if announce is not None:
         announce(p, len(target.installed))
     if dry_run or p.is_noop:
@@ -349,7 +357,9 @@ def sync_env(
         index.find_links,
         index.no_index,
     )
-    frozen = _freeze(target)
+    frozen = _envstate.freeze(target)
+    lost = [line for line in frozen if line.startswith("-") and " @ " not in line]
+    warnings += [f"history cannot hold {line!r}: a rollback will not bring it back" for line in lost]
     entry = history.record(
         ctx.ws.user_dir,
         frozen,
@@ -366,7 +376,7 @@ def sync_env(
                 raise
             said = sync.apply(p, ctx.ws.python, index)  # the cache lacked something: same entry
     except UvError as e:
-        if _freeze(probe_target(ctx.ws.python)) == frozen:  # uv stopped before changing anything
+        if _envstate.freeze(probe_target(ctx.ws.python)) == frozen:  # uv stopped before changing anything
             history.end(ctx.ws.user_dir, restore=unfinished)
         from ._failures import sync_failure
 
@@ -385,10 +395,6 @@ def sync_env(
     return SyncResult(p, path, entry, False, tuple(warnings))
 
 
-def _freeze(target: Target) -> list[str]:
-    """The environment as `uv pip freeze` lists it: from the probe when it holds only plain registry
-    installs (the environment is read once a run), else from uv (URLs, editables, legacy installs)."""
-    return list(target.frozen) if target.frozen is not None else resolve.freeze(target.python)
 
 
 def list_history(ctx: Context) -> list[history.Entry]:
@@ -399,10 +405,8 @@ def check(ctx: Context) -> sync.SyncPlan:
     """What differs between the target environment and the lock (an empty plan: they match)."""
     target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
     unfinished = history.pending(ctx.ws.user_dir)
-    return sync.plan(
-        export.read_any(ctx.lock_path, export.marker_environment(target)),
-        target.installed,
-        unfinished=unfinished.packages if unfinished else (),
+    return _envstate.plan(
+        export.read_any(ctx.lock_path, export.marker_environment(target)), target, unfinished
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ._exceptions import InputError, LockFileError
 from ._fs import atomic_write, read_bytes
-from .lock import Lock, Pin, pin_name, read_lock, write_lock
+from .lock import HISTORY_KEY, Lock, Pin, pin_name, read_lock, write_lock
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Entry:
     trigger: str  # what was about to change the environment, e.g. "sync comfylock.lock"
     packages: int
     path: Path
-    skipped: tuple[str, ...] = ()  # freeze lines a lock cannot hold (editable installs)
+    skipped: tuple[str, ...] = ()  # freeze lines a lock cannot hold (an editable install of unknown name)
     damaged: str | None = None  # why the entry cannot be read (edited by hand, disk damage)
 
 
@@ -34,17 +34,20 @@ def _dir(user_dir: Path) -> Path:
 def snapshot(
     freeze_lines: Sequence[str], options: Sequence[str], meta: dict[str, str]
 ) -> tuple[Lock, list[str]]:
-    """A lock of the environment as `uv pip freeze` shows it. Editable installs cannot be pinned."""
+    """A lock of the environment as `uv pip freeze` shows it: registry pins, `name @ URL` (URLs, VCS
+    commits, local paths) and editable installs as `-e name @ URL` (see _envstate.freeze). These are the
+    user's own environment, restored by a rollback; a line naming no package is left out (`skipped`)."""
     pins: dict[str, Pin] = {}
     skipped: list[str] = []
     for line in freeze_lines:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        if line.startswith("-"):
+        editable = line.startswith("-e ")
+        if line.startswith("-") and not (editable and " @ " in line):
             skipped.append(line)
             continue
-        name = pin_name(line)
+        name = pin_name(line[3:].strip() if editable else line)
         if name is None:
             skipped.append(line)
             continue
@@ -65,7 +68,7 @@ def record(
     import datetime as _dt
 
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    meta = {**target, "history-time": now, "history-trigger": trigger}
+    meta = {**target, "history-time": now, HISTORY_KEY: trigger}
     lock, skipped = snapshot(freeze_lines, options, meta)
     # Numbered from file names alone: one damaged entry must not stop every later sync.
     ids = _ids(user_dir)

@@ -21,6 +21,7 @@ from ._names import canon
 from ._redact import strip_text
 
 FORMAT_VERSION = "1"
+HISTORY_KEY = "history-trigger"  # the header key only history entries carry (see history.record)
 _PREAMBLE = (
     "# comfylock lock file: the exact Python packages of this ComfyUI install.",
     "# Made by `comfylock compile`; applied by `comfylock sync`. Edit requirements, not this file.",
@@ -65,11 +66,19 @@ class Pin:
     needed_by: tuple[str, ...] = ()  # canonical names of packages in the lock that depend on it
 
     @property
+    def editable(self) -> bool:
+        """`-e name @ URL`: only a history entry holds one (the user's own editable install, as
+        `uv pip freeze` listed it); compile refuses editable and local requirements from any file."""
+        return self.spec.startswith("-e ")
+
+    @property
     def version(self) -> str | None:
-        """The pinned version, or None for a URL requirement."""
+        """The pinned version, or None for a URL or editable requirement."""
         simple = _SIMPLE_PIN.fullmatch(self.spec)
         if simple:
             return simple["version"]
+        if self.editable:
+            return None
         from packaging.requirements import Requirement
 
         req = Requirement(self.spec)
@@ -190,7 +199,9 @@ def parse_lock(text: str, path: Path | str = "<lock>") -> Lock:
         ln == _PREAMBLE[0] or ln.startswith(("# comfylock-lock:", "# body-sha256:")) for ln in lines
     )
     intact = hashlib.sha256(body.encode()).hexdigest() == expected if expected is not None else not ours
-    pins, options = _parse_body(lines, body_start, path)
+    # Editable pins are the user's own environment as a history entry recorded it; a compiled lock
+    # never holds one (compile refuses `-e` and local paths in every requirement file).
+    pins, options = _parse_body(lines, body_start, path, editable_ok=HISTORY_KEY in meta)
     return Lock(
         pins=tuple(pins),
         options=tuple(options),
@@ -234,7 +245,9 @@ def require_intact(lock: Lock, path: Path | str) -> None:
         )
 
 
-def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pin], list[str]]:
+def _parse_body(
+    lines: list[str], start: int, path: Path | str, *, editable_ok: bool = False
+) -> tuple[list[Pin], list[str]]:
     pins: list[Pin] = []
     options: list[str] = []
     seen: dict[str, int] = {}
@@ -262,6 +275,29 @@ def _parse_body(lines: list[str], start: int, path: Path | str) -> tuple[list[Pi
                     current["req"].append(Request(m["node"], m["file"], int(m["line"]), text))
             elif comment.startswith("needed by "):
                 current["need"].extend(x.strip() for x in comment[len("needed by ") :].split(","))
+            continue
+        if line.startswith("-e ") and editable_ok:
+            # An editable install a history entry recorded: `-e name @ URL`, the name written out so
+            # the entry says which package it is without building it.
+            close()
+            spec = "-e " + line[3:].split(" #")[0].strip()
+            name = _check_pin(spec[3:], path, n)
+            if " @ " not in spec:
+                raise LockFileError(
+                    f"an editable pin must read `-e NAME @ URL`: {spec[:80]!r}",
+                    path=path,
+                    line=n,
+                    hint="recompile with `comfylock compile`",
+                )
+            if name in seen:
+                raise LockFileError(
+                    f"{name} is pinned twice (first on line {seen[name]})",
+                    path=path,
+                    line=n,
+                    hint="recompile with `comfylock compile`",
+                )
+            seen[name] = n
+            current = {"name": name, "spec": spec, "req": [], "need": []}
             continue
         if line.startswith("-"):
             opt = line.split()[0].split("=")[0]

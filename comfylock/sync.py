@@ -17,9 +17,9 @@ from ._names import canon
 from .lock import Change, Lock, format_body
 from .resolve import IndexOptions
 
-# Never removed from the environment comfylock or uv runs in, nor pip (a user's way out). uv itself
-# leaves pip, setuptools and wheel alone; it would remove the rest, so they are kept by pinning their
-# installed versions into what uv syncs to.
+# plan()'s default for what is never removed: comfylock, its requirements and pip, setuptools, wheel.
+# Kept by pinning their installed versions into what uv syncs to. api passes _owndeps.keep(target)
+# instead: comfylock's own requirements are kept only in the environment comfylock runs from.
 PROTECTED = frozenset({"comfylock", "uv", "packaging", "tomli-w", "tomli", "pip", "setuptools", "wheel"})
 
 
@@ -62,31 +62,104 @@ def _label_only(installed: str | None, pinned: str | None) -> bool:
         return True  # cannot tell: reinstalling is always correct
 
 
-def plan(lock: Lock, installed: Mapping[str, str], *, unfinished: Iterable[str] = ()) -> SyncPlan:
-    """What syncing `lock` into an environment holding `installed` ({canonical name: version}) does.
+def _source(spec: str) -> tuple[bool, str | None]:
+    """(editable, URL) of a pin: `-e name @ URL`, `name @ URL`, or a registry pin (URL None)."""
+    editable = spec.startswith("-e ")
+    body = spec[3:].strip() if editable else spec
+    if "@" not in body:
+        return editable, None
+    from packaging.requirements import Requirement
+
+    return editable, Requirement(body).url
+
+
+def _split_url(url: str) -> tuple[str, str, str]:
+    """(vcs, URL without credentials and fragment, revision) of a requirement URL:
+    `git+https://u:p@host/r@abc#egg=x` -> ("git", "https://host/r", "abc")."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    vcs = ""
+    scheme = url.partition("://")[0]
+    if "+" in scheme:
+        vcs, _, _ = scheme.partition("+")
+        url = url[len(vcs) + 1 :]
+    parts = urlsplit(url)
+    path, revision = parts.path, ""
+    if vcs and "@" in path:
+        path, _, revision = path.rpartition("@")
+    netloc = parts.netloc.rpartition("@")[2]  # credentials never decide which source it is
+    return vcs, urlunsplit((parts.scheme, netloc, path.rstrip("/"), parts.query, "")), revision
+
+
+def same_source(spec: str, info: Mapping[str, object] | None) -> bool:
+    """Whether an install whose direct_url.json says `info` (None: from an index) is what the pin
+    `spec` asks for: a registry pin wants a registry install; a URL pin that URL (a VCS pin its
+    commit), editable or not as pinned. uv itself counts a URL or editable install of the pinned
+    version as satisfying a registry pin, so this is comfylock's to see."""
+    editable, url = _source(spec)
+    if url is None or info is None:
+        return url is None and info is None
+    if editable != bool(info.get("editable")):
+        return False
+    vcs, base, revision = _split_url(url)
+    _, have_base, _ = _split_url(str(info.get("url", "")))
+    if vcs != str(info.get("vcs", "")) or base != have_base:
+        return False
+    return not revision or revision in (info.get("commit"), info.get("revision"))
+
+
+def _shown(version: str | None, info: Mapping[str, object] | None) -> str | None:
+    if version is None or info is None:
+        return version
+    return f"{version} ({'editable ' if info.get('editable') else ''}{info.get('url')})"
+
+
+def plan(
+    lock: Lock,
+    installed: Mapping[str, str],
+    *,
+    unfinished: Iterable[str] = (),
+    keep: frozenset[str] = PROTECTED,
+    direct: Mapping[str, Mapping[str, object]] | None = None,
+) -> SyncPlan:
+    """What syncing `lock` into an environment holding `installed` ({canonical name: version}, its own
+    site folders only, as uv sees it) does.
 
     `unfinished`: packages an interrupted sync was changing (history.pending); they are reinstalled.
+    `keep`: packages never removed (see _owndeps.keep). `direct`: the direct_url.json of each URL, VCS
+    or local-path install ({name: info}); such an install matches only a pin of that source.
     """
+    direct = direct or {}
     pins = lock.by_name()
     changes: list[Change] = []
+    forced: set[str] = set()
     for name in sorted(set(pins) | set(installed)):
         pin = pins.get(name)
         have = installed.get(name)
+        info = direct.get(name)
         if pin is None:
-            if name not in PROTECTED:
-                changes.append(Change(name, have, None))
+            if name not in keep:
+                changes.append(Change(name, _shown(have, info), None))
             continue
         want = pin.version
-        if want is None:
-            # A URL pin: the installed version cannot tell which URL it came from; uv decides.
-            if have is None:
-                changes.append(Change(name, None, pin.spec))
-        elif not _same(have, want):
+        if have is None:
+            changes.append(Change(name, None, want or pin.spec))
+        elif not same_source(pin.spec, info):
+            changes.append(Change(name, _shown(have, info), want or pin.spec))
+            if want is not None:  # uv would keep the URL or editable install: it satisfies the version
+                forced.add(name)
+        elif want is not None and not _same(have, want):
             changes.append(Change(name, have, want))
-    kept = tuple(sorted(n for n in installed if n in PROTECTED and n not in pins))
+    kept = tuple(sorted(n for n in installed if n in keep and n not in pins))
     extra = [f"{n}=={installed[n]}" for n in kept]
     body = format_body(lock.pins, lock.options)
-    redo = {c.name for c in changes if _label_only(c.old, c.new)} | {n for n in unfinished if n in pins}
+    redo = {
+        c.name
+        for c in changes
+        if c.new is not None and pins[c.name].version is not None and c.name not in direct
+        if _label_only(c.old, c.new)
+    }
+    redo |= forced | {n for n in unfinished if n in pins}
     return SyncPlan(tuple(changes), kept, body + "".join(f"{line}\n" for line in extra), tuple(sorted(redo)))
 
 
@@ -107,9 +180,9 @@ def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> l
     a kill can leave a .dist-info without METADATA, INSTALLER or RECORD, or with a RECORD that is empty
     or cut short. uv still counts such a folder as installed but cannot uninstall it (it fails on a bad
     RECORD), so a plain sync or rollback would not repair it. Each one found in `site_dirs` (the target's
-    sys.path folders) for an `unfinished` package has the files its RECORD does list removed, inside the
-    environment only, and then goes itself; the sync that follows installs the package whole. Folders of
-    other packages are never touched.
+    own site folders, where uv installs; never a folder a .pth lists) for an `unfinished` package has
+    the files its RECORD does list removed, inside the environment only, and then goes itself; the sync
+    that follows installs the package whole. Folders of other packages are never touched.
     """
     wanted = {canon(n) for n in unfinished}
     removed: list[Path] = []

@@ -225,13 +225,24 @@ class Target:
     implementation: str  # "cpython"
     sys_platform: str  # "linux", "win32", "darwin"
     machine: str  # "x86_64", "AMD64", "arm64"
-    installed: Mapping[str, str]  # canonical name -> version, from importlib.metadata in the target
+    # canonical name -> version, in the target's own site folders (purelib/platlib of its prefix): what
+    # `uv pip sync` installs into and removes from, so what sync, check and history compare
+    installed: Mapping[str, str]
     has_gpu: bool  # an installed +cuXXX/+rocm torch, or an NVIDIA driver on this machine
-    site_dirs: tuple[str, ...] = ()  # the target's sys.path folders (where a killed install leaves debris)
+    site_dirs: tuple[str, ...] = ()  # the target's own site folders (where a killed install leaves debris)
     # `uv pip freeze`'s lines when the environment holds only plain registry installs, else None
     frozen: tuple[str, ...] | None = None
     # (cache file, key, answer) of an answer read now and not cached yet; see remember()
     fresh: tuple[Path, dict[str, Any], str] | None = field(default=None, repr=False, compare=False)
+    # canonical name -> version of everything the target can import, from elsewhere too (a folder a .pth
+    # lists, the base site of a --system-site-packages venv): what policies read, never what sync acts on
+    visible: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # canonical name -> its direct_url.json (url, editable, vcs, commit, revision) for URL, VCS and
+    # local-path installs in the own site folders
+    direct: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
+    own: tuple[str, ...] = field(default=(), compare=False)  # the own site folders, real paths
+    paths: tuple[str, ...] = field(default=(), compare=False)  # sys.path, absolute
+    prefix: str = field(default="", compare=False)  # sys.prefix, real path (a venv's pyvenv.cfg is here)
 
     def identity(self) -> list[str | bool]:
         """What of the target decides a compile's result (the fingerprints hash it)."""
@@ -296,6 +307,11 @@ def _target(python: Path, facts: Any) -> Target:
             "the Python interpreter printed an unexpected answer", path=python, hint=_PROBE_HINT
         )
     installed: dict[str, str] = facts["installed"]
+    visible = facts.get("visible")
+    if not isinstance(visible, dict) or not all(isinstance(v, str) for v in visible.values()):
+        visible = installed
+    direct = facts.get("direct")
+    direct = direct if isinstance(direct, dict) else {}
     frozen = facts.get("frozen")
     return Target(
         python=python,
@@ -304,11 +320,16 @@ def _target(python: Path, facts: Any) -> Target:
         sys_platform=facts["sys_platform"],
         machine=facts["machine"],
         installed=installed,
-        has_gpu=gpu_available(installed.get("torch"), _nvidia_driver_present()),
+        has_gpu=gpu_available(visible.get("torch"), _nvidia_driver_present()),
         site_dirs=tuple(d for d in facts.get("site_dirs", ()) if isinstance(d, str)),
         frozen=tuple(frozen)
         if isinstance(frozen, list) and all(isinstance(x, str) for x in frozen)
         else None,
+        visible=visible,
+        direct={str(k): v for k, v in direct.items() if isinstance(v, dict)},
+        own=tuple(d for d in facts.get("own", ()) if isinstance(d, str)),
+        paths=tuple(d for d in facts.get("paths", ()) if isinstance(d, str)),
+        prefix=str(facts.get("prefix", "")),
     )
 
 

@@ -145,7 +145,7 @@ def test_a_pth_file_edited_in_place_makes_it_probe_again(venv, tmp_path):
     remember(probe_target(venv, cache))
     (site / "extra.pth").write_text(str(extra) + "\n")
     os.utime(site, (then, then))
-    assert str(extra) in probe_target(venv, cache).site_dirs
+    assert str(extra) in probe_target(venv, cache).paths
 
 
 def test_a_missing_sys_path_folder_that_appears_makes_it_probe_again(venv, tmp_path, monkeypatch):
@@ -160,4 +160,4 @@ def test_a_missing_sys_path_folder_that_appears_makes_it_probe_again(venv, tmp_p
         no_subprocess(m)
         probe_target(venv, cache)  # unchanged: the cached answer
     later.mkdir()  # site.py adds a .pth line only when it exists: now sys.path has one more folder
-    assert str(later) in probe_target(venv, cache).site_dirs
+    assert str(later) in probe_target(venv, cache).paths

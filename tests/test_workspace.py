@@ -425,8 +425,9 @@ def test_probe_script_canonical_names(
 
     monkeypatch.setattr(sys, "path", [str(site)])
     exec(workspace._PROBE_SCRIPT, {})
-    installed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["installed"]
-    assert installed == {"foo-bar-baz": "1.0", "read-me": "3.0", "old-pkg": "0.9"}
+    # sys.path is "visible" (what policies read); "installed" is the own site folders alone
+    visible = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["visible"]
+    assert visible == {"foo-bar-baz": "1.0", "read-me": "3.0", "old-pkg": "0.9"}
 
 
 @pytest.mark.parametrize(
