@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,8 @@ from .workspace import Target, Workspace, open_workspace, probe_target, remember
 
 if TYPE_CHECKING:
     from . import collect, inspect, policy
+    from ._verify import VerifyResult
+    from ._verify_sync import SyncCheck
 
 USER_REQUIREMENTS = "requirements.txt"
 USER_POLICY = "pip-policy.user.json"
@@ -238,6 +240,11 @@ class SyncResult:
     entry: history.Entry | None = None  # the history entry recorded before changing anything
     dry_run: bool = False
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    check: SyncCheck | None = None  # what verifying ComfyUI afterwards found (None: not verified)
+
+    @property
+    def regressed(self) -> bool:
+        return self.check is not None and bool(self.check.regressions)
 
 
 @locked
@@ -249,10 +256,15 @@ def sync_env(
     offline: bool = False,
     trigger: str | None = None,
     force: bool = False,
+    verify: bool | None = None,
 ) -> SyncResult:
     """Make the target environment exactly the lock (a comfylock lock, a requirements file or a PEP 751
     pylock); record the state before in the history first. A lock made for another Python or platform
-    is refused unless `force`."""
+    is refused unless `force`.
+
+    Then, where the folder holds ComfyUI's loader (unless `verify` is False or config.toml says
+    `verify = false`), run it: a node that loaded before and fails now is a regression, and the sync is
+    rolled back at once (`SyncResult.check` says which node, why, and which changes it names)."""
     path = lock_file or ctx.lock_path
     target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
     the_lock = export.read_any(path, export.marker_environment(target))
@@ -302,7 +314,36 @@ def sync_env(
     if unfinished:  # uv's uninstall of a half-written package can leave its .dist-info behind
         sync.remove_torn(target.site_dirs, unfinished.packages)
     history.end(ctx.ws.user_dir)
-    return SyncResult(p, path, entry, False, tuple(warnings))
+    done = SyncResult(p, path, entry, False, tuple(warnings))
+    from . import _verify_sync
+
+    if not _verify_sync.wanted(ctx.ws.root, ctx.config.verify, verify):
+        return done
+    check = _verify_sync.check(
+        ctx.ws.root,
+        ctx.ws.python,
+        ctx.ws.user_dir,
+        before_installed=target.installed,
+        after_installed=probe_target(ctx.ws.python).installed,
+        changes=p.changes,
+        entry_path=entry.path,
+        timeout=ctx.config.verify_timeout,
+    )
+    if check.regressions:
+        try:
+            undo = _sync_entry(ctx, entry, f"automatic rollback to {entry.id} (a node stopped loading)")
+            check = replace(check, undo=undo)
+        except UvError as e:
+            check = replace(check, undo_error=e.message)
+    return replace(done, check=check)
+
+
+def _sync_entry(ctx: Context, entry: history.Entry, trigger: str) -> SyncResult:
+    """Sync a history entry's state back, from uv's cache first (what was installed before is there)."""
+    try:
+        return sync_env(ctx, lock_file=entry.path, offline=True, trigger=trigger, force=True, verify=False)
+    except UvError:
+        return sync_env(ctx, lock_file=entry.path, trigger=trigger, force=True, verify=False)
 
 
 def _freeze(target: Target) -> list[str]:
@@ -312,16 +353,38 @@ def _freeze(target: Target) -> list[str]:
 
 
 @locked
-def rollback(ctx: Context, *, to: int | None = None, dry_run: bool = False) -> SyncResult:
+def rollback(
+    ctx: Context, *, to: int | None = None, dry_run: bool = False, verify: bool | None = None
+) -> SyncResult:
     """Sync a history entry (default: the state before the last sync). Offline first: uv's cache
-    holds what was installed before, so a rollback needs no network unless the cache was cleaned."""
+    holds what was installed before, so a rollback needs no network unless the cache was cleaned.
+    Verified as a sync is (a rollback that breaks a node is undone too)."""
     entry = history.get(ctx.ws.user_dir, to)
+    trigger = f"rollback to {entry.id}"
     try:
         return sync_env(
-            ctx, lock_file=entry.path, dry_run=dry_run, offline=True, trigger=f"rollback to {entry.id}"
+            ctx, lock_file=entry.path, dry_run=dry_run, offline=True, trigger=trigger, verify=verify
         )
     except UvError:
-        return sync_env(ctx, lock_file=entry.path, dry_run=dry_run, trigger=f"rollback to {entry.id}")
+        return sync_env(ctx, lock_file=entry.path, dry_run=dry_run, trigger=trigger, verify=verify)
+
+
+@locked
+def verify(ctx: Context, *, timeout: float | None = None) -> VerifyResult:
+    """Run ComfyUI's own loader in the target and report each custom node; the result is kept for
+    the environment's present state (the baseline the next sync compares with)."""
+    from . import _verify, _verify_sync
+
+    if not _verify.is_comfyui_loader(ctx.ws.root):
+        raise _verify.VerifyError(
+            "this folder has no ComfyUI loader to run (main.py is empty or nodes.py is missing)",
+            path=ctx.ws.root,
+            hint="run verify in a ComfyUI checkout",
+        )
+    installed = probe_target(ctx.ws.python).installed
+    return _verify_sync.verify_state(
+        ctx.ws.root, ctx.ws.python, ctx.ws.user_dir, installed, timeout or ctx.config.verify_timeout
+    )
 
 
 def list_history(ctx: Context) -> list[history.Entry]:

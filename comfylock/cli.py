@@ -34,6 +34,15 @@ def _index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true", help="use only uv's cache")
 
 
+def _no_verify(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not run ComfyUI's loader afterwards (default: run it, and roll back when a node that "
+        "loaded before fails)",
+    )
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `command` one of the core commands, only what parsing it needs
     (the other areas' modules are not imported: sync runs at every ComfyUI start)."""
@@ -64,11 +73,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     p.add_argument("--offline", action="store_true", help="use only uv's cache")
     p.add_argument("--force", action="store_true", help="sync a lock made for another Python or platform")
+    _no_verify(p)
 
     p = sub.add_parser("rollback", help="sync back to an earlier state from the history")
     _common(p)
     p.add_argument("--to", metavar="ID", type=int, help="history entry (default: before the last sync)")
     p.add_argument("--dry-run", action="store_true")
+    _no_verify(p)
 
     p = sub.add_parser("history", help="list the recorded states")
     _common(p)
@@ -95,7 +106,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-_AREAS = ("comfylock._cli_inspect", "comfylock._cli_policy", "comfylock._cli_export")
+_AREAS = ("comfylock._cli_inspect", "comfylock._cli_policy", "comfylock._cli_export", "comfylock._cli_verify")
 
 
 class Out:
@@ -277,12 +288,18 @@ def _sync(args: argparse.Namespace, out: Out) -> int:
         dry_run=args.dry_run,
         offline=args.offline,
         force=args.force,
+        verify=False if args.no_verify else None,
     )
-    return _report_sync(r, out, "sync")
+    return _report_sync(r, out, "sync", args.verbose)
 
 
-def _report_sync(r: Any, out: Out, what: str) -> int:
-    out.json(what, _report.sync_report(r))
+def _report_sync(r: Any, out: Out, what: str, verbose: bool = False) -> int:
+    data = _report.sync_report(r)
+    if r.check is not None:
+        from ._verify_sync import report_json
+
+        data["verify"] = report_json(r.check)
+    out.json(what, data)
     for w in r.warnings:
         out(f"warning: {w}")
     if r.plan.is_noop:
@@ -293,6 +310,12 @@ def _report_sync(r: Any, out: Out, what: str) -> int:
     _print_changes(out, r.plan.changes, "plan" if r.dry_run else "done")
     if r.entry is not None:
         out(f"  previous state saved as history entry {r.entry.id} (`comfylock rollback` returns to it)")
+    if r.check is not None:
+        from ._cli_verify import sync_lines
+
+        for line in sync_lines(r.check, verbose=verbose):
+            out(line)
+        return 1 if r.regressed else 0
     return 0
 
 
@@ -300,7 +323,8 @@ def _rollback(args: argparse.Namespace, out: Out) -> int:
     from . import api
 
     ctx = context(args)
-    return _report_sync(api.rollback(ctx, to=args.to, dry_run=args.dry_run), out, "rollback")
+    r = api.rollback(ctx, to=args.to, dry_run=args.dry_run, verify=False if args.no_verify else None)
+    return _report_sync(r, out, "rollback", args.verbose)
 
 
 def _history(args: argparse.Namespace, out: Out) -> int:

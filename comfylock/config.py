@@ -9,6 +9,8 @@ find-links = ["/wheels"]
 source = "requirements-no-cupy.txt"                  # or "pyproject.toml", "requirements.txt", "none"
 allow-options = ["--extra-index-url"]               # index options this node's file may set
 skip = true                                          # leave the node out, as --skip-node does
+verify = true            # sync and rollback run ComfyUI's loader afterwards (false: as --no-verify)
+verify-timeout = 300     # seconds before a hung load is stopped
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class Config:
     torch_index: str = DEFAULT_TORCH_INDEX
     path: Path | None = None
     sha: str | None = None  # sha256 of the bytes read (the quick no-op check hashes what was parsed)
+    verify: bool = True  # sync and rollback verify that ComfyUI's nodes still load
+    verify_timeout: float = 300.0
 
 
 def _strings(value: Any, path: Path, key: str) -> tuple[str, ...]:
@@ -83,7 +87,7 @@ def load_config(user_dir: Path) -> Config:
     except tomllib.TOMLDecodeError as e:
         at = re.search(r"line (\d+)", str(e))
         raise InputError(f"invalid TOML: {e}", path=path, line=int(at.group(1)) if at else None) from None
-    known = {"torch-index", "index", "nodes"}
+    known = {"torch-index", "index", "nodes", "verify", "verify-timeout"}
     for key in data:
         if key not in known:
             raise InputError(
@@ -118,4 +122,11 @@ def load_config(user_dir: Path) -> Config:
     torch_index = data.get("torch-index", DEFAULT_TORCH_INDEX)
     if not isinstance(torch_index, str):
         raise InputError("torch-index must be a string", path=path)
-    return Config(nodes, frozenset(skip), index, torch_index, path, hashlib.sha256(raw).hexdigest())
+    verify = data.get("verify", True)
+    if not isinstance(verify, bool):
+        raise InputError("verify must be true or false", path=path)
+    timeout = data.get("verify-timeout", 300.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise InputError("verify-timeout must be a positive number of seconds", path=path)
+    sha = hashlib.sha256(raw).hexdigest()
+    return Config(nodes, frozenset(skip), index, torch_index, path, sha, verify, float(timeout))
