@@ -53,6 +53,7 @@ def compile_report(r: Any) -> dict[str, Any]:
         ],
         "warnings": list(r.warnings),
         "changes": changes(r.changes),
+        "torch_backend": meta.get("torch-backend"),  # the build chosen for a target without torch
     }
 
 

@@ -98,14 +98,25 @@ def compile(  # noqa: A001 - the command's name
     dry_run: bool = False,
     python_version: str | None = None,
     python_platform: str | None = None,
+    torch_backend: str | None = None,
 ) -> CompileResult:
-    """Resolve core + nodes + user requirements at once and write the lock (unless nothing changed)."""
+    """Resolve core + nodes + user requirements at once and write the lock (unless nothing changed).
+
+    `torch_backend` (default: config.toml's torch-backend, else auto): the torch build a target
+    without torch gets, from `<torch-index>/<backend>` (see _torch_backend)."""
     ws, cfg = ctx.ws, ctx.config
     index = index or cfg.index or IndexOptions.from_env(os.environ)
     target = probe_target(ws.python, ws.probe_cache)
     skip = frozenset(skip_nodes) | cfg.skip
+    backend_asked = torch_backend or cfg.torch_backend
     args = _quick.arguments(
-        skip, keep_going, policy_files, default_policy, index.args(), python_version, python_platform
+        skip,
+        keep_going,
+        policy_files,
+        default_policy,
+        [*index.args(), f"torch-backend={backend_asked}"],
+        python_version,
+        python_platform,
     )
     forced = upgrade or bool(upgrade_packages) or refresh
     previous = _previous(ctx.lock_path)
@@ -137,6 +148,18 @@ def compile(  # noqa: A001 - the command's name
     for inp in coll.inputs:
         for opt in inp.index_options:
             index = _compile.add_node_option(index, opt)
+    from . import _torch_backend
+
+    torch_choice = _torch_backend.choose(
+        backend_asked,
+        cfg.torch_index,
+        {r.name for r in coll.requirements()},
+        target.installed,
+        other_platform=python_platform is not None,
+        offline=offline,
+    )
+    if torch_choice is not None and torch_choice.url:
+        index = index.plus([torch_choice.url])
     fp = fingerprint(coll, pol, target, index, cfg, python_version, python_platform, facts.comfyui_version)
     names = policy_names(pol.entries)
     quick = _quick.digest(ws, target, seen, names, args)
@@ -172,6 +195,8 @@ def compile(  # noqa: A001 - the command's name
     resolved, outcome, warnings, used_cache = _compile.resolve_with_policy(
         base, pol, coll, facts, outcome, upgrade_set, cfg.torch_index
     )
+    if torch_choice is not None and torch_choice.warning:
+        warnings.append(torch_choice.warning)
     new = _compile.build_lock(
         ws,
         coll,
@@ -184,6 +209,8 @@ def compile(  # noqa: A001 - the command's name
         python_platform,
         warnings,
     )
+    if torch_choice is not None:
+        new = replace(new, meta={**new.meta, "torch-backend": torch_choice.backend})
     changes = tuple(lock.diff(lock.pin_versions(previous) if previous else {}, lock.pin_versions(new)))
     if not dry_run:
         lock.write_lock(ctx.lock_path, new)

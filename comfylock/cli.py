@@ -67,6 +67,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="resolve and report, write nothing")
     p.add_argument("--python-version", metavar="X.Y", help="compile for another Python (uv's value)")
     p.add_argument("--python-platform", metavar="TRIPLE", help="compile for another platform (uv's value)")
+    p.add_argument(
+        "--torch-backend",
+        metavar="NAME",
+        help="the torch build for a target without torch: auto (default: this machine's GPU), cpu, pypi, "
+        "cu126, rocm6.2... from <torch-index>/NAME",
+    )
 
     p = sub.add_parser("sync", help="make the environment exactly the lock")
     _common(p)
@@ -215,6 +221,7 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
         dry_run=args.dry_run,
         python_version=args.python_version,
         python_platform=args.python_platform,
+        torch_backend=_backend(args.torch_backend),
     )
     if out.as_json:  # the report reads r.collection, which an up-to-date compile collects only now
         out.json("compile", _report.compile_report(r))
@@ -235,6 +242,8 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
         for a in r.outcome.actions:
             who = sorted({src.node for src in a.requested_by})
             out(f"  policy {a.kind}: {a.detail}" + (f" (asked by {', '.join(who)})" if who else ""))
+    if r.lock.meta.get("torch-backend"):
+        out(f"  torch build: {r.lock.meta['torch-backend']} (the target has no torch yet)")
     for w in r.warnings:
         out(f"  warning: {w}")
     from ._cli_inspect import report_lines
@@ -243,6 +252,14 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
     for line in report_lines(duplicates=r.duplicates):
         out(f"  {line}")
     return 0
+
+
+def _backend(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from ._torch_backend import check
+
+    return check(value)
 
 
 def _causes(lock: Any) -> dict[str, str]:

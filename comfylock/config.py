@@ -1,6 +1,7 @@
 """comfylock's own settings for one ComfyUI: `<comfyui>/user/comfylock/config.toml`.
 
 torch-index = "https://download.pytorch.org/whl"   # where +cuXXX builds of installed torch live
+torch-backend = "auto"     # the build a target without torch gets: auto, cpu, pypi, cu126, rocm6.2...
 [index]                                             # defaults for every compile and sync
 index-url = "https://pypi.org/simple"
 extra-index-url = ["https://..."]
@@ -53,6 +54,7 @@ class Config:
     sha: str | None = None  # sha256 of the bytes read (the quick no-op check hashes what was parsed)
     verify: bool = True  # sync and rollback verify that ComfyUI's nodes still load
     verify_timeout: float = 300.0
+    torch_backend: str = "auto"
 
 
 def _strings(value: Any, path: Path, key: str) -> tuple[str, ...]:
@@ -87,7 +89,7 @@ def load_config(user_dir: Path) -> Config:
     except tomllib.TOMLDecodeError as e:
         at = re.search(r"line (\d+)", str(e))
         raise InputError(f"invalid TOML: {e}", path=path, line=int(at.group(1)) if at else None) from None
-    known = {"torch-index", "index", "nodes", "verify", "verify-timeout"}
+    known = {"torch-index", "torch-backend", "index", "nodes", "verify", "verify-timeout"}
     for key in data:
         if key not in known:
             raise InputError(
@@ -128,5 +130,14 @@ def load_config(user_dir: Path) -> Config:
     timeout = data.get("verify-timeout", 300.0)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise InputError("verify-timeout must be a positive number of seconds", path=path)
+    backend = data.get("torch-backend", "auto")
+    from ._torch_backend import check
+
+    if not isinstance(backend, str):
+        raise InputError("torch-backend must be a string", path=path)
+    try:
+        check(backend, "torch-backend")
+    except InputError as e:
+        raise InputError(e.message, path=path, hint=e.hint) from None
     sha = hashlib.sha256(raw).hexdigest()
-    return Config(nodes, frozenset(skip), index, torch_index, path, sha, verify, float(timeout))
+    return Config(nodes, frozenset(skip), index, torch_index, path, sha, verify, float(timeout), backend)
