@@ -284,6 +284,7 @@ def sync_env(
     trigger: str | None = None,
     force: bool = False,
     verify: bool | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> SyncResult:
     """Make the target environment exactly the lock (a comfylock lock, a requirements file or a PEP 751
     pylock); record the state before in the history first. A lock made for another Python or platform
@@ -327,6 +328,21 @@ def sync_env(
         trigger=trigger or f"sync {path.name}",
         target=target.meta(),
     )
+    if not offline:
+        from . import _sync_size, _torch_backend
+
+        for note in _sync_size.preflight(
+            p.changes,
+            index.index_url,
+            index.no_index,
+            index.find_links,
+            (target.version, target.sys_platform, target.machine),
+            _torch_backend.detect().kind == "nvidia",
+        ):
+            if notify is not None:
+                notify(note)  # before the download starts, not after it
+            else:
+                warnings.append(note)
     history.begin(ctx.ws.user_dir, entry.id, [c.name for c in p.changes] + list(p.reinstall))
     try:
         sync.apply(p, ctx.ws.python, index, offline=offline)

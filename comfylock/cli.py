@@ -306,6 +306,7 @@ def _sync(args: argparse.Namespace, out: Out) -> int:
         offline=args.offline,
         force=args.force,
         verify=False if args.no_verify else None,
+        notify=None if out.as_json else lambda note: out(f"note: {note}"),
     )
     return _report_sync(r, out, "sync", args.verbose)
 

@@ -144,3 +144,44 @@ def test_bad_backend_names_are_refused(comfy, venv, torch_setup, capsys):
     (root / "user" / "comfylock" / "config.toml").write_text('torch-backend = "gpu"\n')
     assert main(["compile", "--comfyui", str(root), "--python", str(venv), "--no-index"]) == 2
     assert "config.toml" in capsys.readouterr().err
+
+
+# --- what a sync is about to download -------------------------------------------------------------
+
+
+def test_a_large_sync_says_how_much_and_cuda_on_a_machine_without_gpu_is_warned(
+    comfy, venv, tmp_path, monkeypatch, capsys
+):
+    from comfylock import _sync_size
+
+    wheels = tmp_path / "big-wheels"
+    make_wheel(wheels, "nvidia-cublas-cu12", "12.4.5.8")
+    make_wheel(wheels, "small", "1.0")
+    monkeypatch.setattr(_sync_size, "THRESHOLD", 1)  # the hand-made wheels are a few hundred bytes
+    monkeypatch.setenv(tb.TEST_ENV, "none")
+    root = comfy("nvidia-cublas-cu12\nsmall\n")
+    args = ["--comfyui", str(root), "--python", str(venv)]
+    assert main(["compile", *args, "--no-index", "--find-links", str(wheels)]) == 0
+    capsys.readouterr()
+    assert main(["sync", *args]) == 0
+    out = capsys.readouterr().out
+    assert "note: this sync downloads about" in out and "largest: nvidia-cublas-cu12" in out
+    assert "1 CUDA packages are about to be installed on a machine with no NVIDIA GPU" in out
+    assert out.index("note: this sync") < out.index("sync: changed")  # said before, not after
+
+
+def test_cuda_warning_and_wheel_choice_are_pure():
+    from comfylock._sync_size import cuda_warning, pick_size
+    from comfylock.lock import Change
+
+    changes = [Change("torch", None, "2.5.1+cu124"), Change("numpy", None, "2.1.0")]
+    assert "torch 2.5.1+cu124" in (cuda_warning(changes, has_nvidia=False) or "")
+    assert cuda_warning(changes, has_nvidia=True) is None
+    files = [
+        ("torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl", 900),
+        ("torch-2.5.1-cp311-cp311-win_amd64.whl", 500),
+        ("torch-2.5.1-cp312-cp312-manylinux1_x86_64.whl", 950),
+        ("torch-2.6.0-cp311-cp311-manylinux1_x86_64.whl", 999),
+    ]
+    assert pick_size(files, "2.5.1", "cp311", "linux", "x86_64") == 900
+    assert pick_size(files, "2.5.1", "cp311", "win32", "AMD64") == 500
