@@ -27,6 +27,7 @@ from .workspace import Target, Workspace, open_workspace, probe_target, remember
 
 if TYPE_CHECKING:
     from . import collect, inspect, policy
+    from ._undeclared import Undeclared
     from ._verify import VerifyResult
     from ._verify_sync import SyncCheck
 
@@ -70,6 +71,7 @@ class CompileResult:
     offline_first: bool = False  # resolved from uv's cache without the network
     previous: Lock | None = None  # the lock before this compile
     duplicates: tuple[inspect.Duplicate, ...] = ()  # distributions installing the same import
+    undeclared: tuple[Undeclared, ...] = ()  # nodes that install more than they declare (install.py...)
 
     @functools.cached_property
     def collection(self) -> collect.Collection:
@@ -226,7 +228,23 @@ def compile(  # noqa: A001 - the command's name
         offline_first=used_cache,
         previous=previous,
         duplicates=_duplicates(ws.python, new),
+        undeclared=_undeclared(ctx, coll),
     )
+
+
+def _undeclared(ctx: Context, coll: collect.Collection) -> tuple[Undeclared, ...]:
+    """Nodes with requirements comfylock cannot read (never run): unless config.toml declares them."""
+    from . import _undeclared
+
+    out = []
+    for inp in coll.inputs:
+        settings = ctx.config.nodes.get(inp.node)
+        if inp.node in ("core", "user") or (settings and (settings.source or settings.requirements)):
+            continue
+        found = _undeclared.scan(inp.node, inp.path, inp.chosen)
+        if found is not None:
+            out.append(found)
+    return tuple(out)
 
 
 def _collect(ctx: Context, skip: frozenset[str], keep_going: bool) -> collect.Collection:

@@ -246,6 +246,9 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
         out(f"  torch build: {r.lock.meta['torch-backend']} (the target has no torch yet)")
     for w in r.warnings:
         out(f"  warning: {w}")
+    for u in r.undeclared:
+        out(f"  requirements not declared statically: {u.node}: {'; '.join(u.reasons)}")
+        out(f"    {u.hint()}")
     from ._cli_inspect import report_lines
 
     _print_changes(out, r.changes, "changes", _causes(r.lock))

@@ -10,6 +10,7 @@ find-links = ["/wheels"]
 source = "requirements-no-cupy.txt"                  # or "pyproject.toml", "requirements.txt", "none"
 allow-options = ["--extra-index-url"]               # index options this node's file may set
 skip = true                                          # leave the node out, as --skip-node does
+requirements = ["cupy-wheel"]                        # what the node installs without declaring it
 verify = true            # sync and rollback run ComfyUI's loader afterwards (false: as --no-verify)
 verify-timeout = 300     # seconds before a hung load is stopped
 """
@@ -42,6 +43,9 @@ class NodeSettings:
 
     source: str | None = None  # file to read instead of the default choice, or "none"
     allow_options: frozenset[str] = frozenset()  # INDEX_OPTIONS this node may use
+    # (line in config.toml, requirement) the user declares for a node that does not (install.py...)
+    requirements: tuple[tuple[int, str], ...] = ()
+    config_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,14 @@ def _strings(value: Any, path: Path, key: str) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise InputError(f"{key} must be a string or a list of strings", path=path)
+
+
+def _line_of(raw: bytes, text: str) -> int:
+    """The line of config.toml where `text` is written (for a requirement's provenance); 1 if unseen."""
+    for number, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        if f'"{text}"' in line or f"'{text}'" in line:
+            return number
+    return 1
 
 
 def toml() -> ModuleType:
@@ -111,7 +123,8 @@ def load_config(user_dir: Path) -> Config:
         source = table.get("source")
         if source is not None and not isinstance(source, str):
             raise InputError(f"nodes.{name}.source must be a string", path=path)
-        nodes[name] = NodeSettings(source=source, allow_options=allow)
+        reqs = _strings(table.get("requirements", []), path, f"nodes.{name}.requirements")
+        nodes[name] = NodeSettings(source, allow, tuple((_line_of(raw, r), r) for r in reqs), path)
         if table.get("skip") is True:
             skip.add(name)
     idx = data.get("index", {})
