@@ -56,7 +56,6 @@ def result_json(r: Any) -> dict[str, Any]:
 
 def lines(r: Any, *, verbose: bool = False, indent: str = "") -> list[str]:
     """The human report of one verify: a line per node, the error of each failed one."""
-    from ._verify_state import provider
 
     out = []
     for n in r.nodes:
@@ -69,13 +68,7 @@ def lines(r: Any, *, verbose: bool = False, indent: str = "") -> list[str]:
         else:
             out.append(f"{indent}      {n.error}")
         if n.missing_module:
-            add = provider(n.missing_module)
-            hint = (
-                f"`comfylock add '{add}'`, then compile and sync"
-                if add
-                else "add the package that provides it"
-            )
-            out.append(f"{indent}      missing module {n.missing_module!r}: {hint}")
+            out.append(f"{indent}      {missing_hint(n.missing_module)}")
     loaded = sum(1 for n in r.nodes if n.loaded)
     if r.started or r.nodes:
         out.append(f"{indent}{loaded} of {len(r.nodes)} custom nodes loaded ({r.seconds:.1f} s)")
@@ -84,6 +77,20 @@ def lines(r: Any, *, verbose: bool = False, indent: str = "") -> list[str]:
         if verbose and not r.timed_out and r.output:
             out.extend(f"{indent}  | {t}" for t in r.output.splitlines()[-30:])
     return out
+
+
+def missing_hint(module: str) -> str:
+    """How to add the package a ModuleNotFoundError asks for."""
+    from ._verify_state import provider
+
+    add = provider(module)
+    if add:
+        return f"missing module {module!r}: `comfylock add '{add}'`, then compile and sync"
+    top = module.split(".")[0]
+    return (
+        f"missing module {module!r}: `comfylock add '{top}'` if its package has the module's name "
+        "(else the package that provides it), then compile and sync"
+    )
 
 
 def sync_lines(check: Any, *, verbose: bool = False) -> list[str]:
