@@ -19,7 +19,16 @@ from conftest import installed
 
 from comfylock.cli import main
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "ComfyUI"
+# ../shared beside the checkout (two levels up from a worktree under wt/).
+_HERE = Path(__file__).resolve()
+REAL = next(
+    (
+        p / "shared" / "real" / "ComfyUI"
+        for p in _HERE.parents[2:4]
+        if (p / "shared" / "real" / "ComfyUI").is_dir()
+    ),
+    _HERE.parents[2] / "shared" / "real" / "ComfyUI",
+)
 
 pytestmark = [
     pytest.mark.real,
