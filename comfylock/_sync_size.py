@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._names import canon
 from .lock import Change
@@ -163,3 +164,18 @@ def preflight(
     if note:
         notes.insert(0, note)
     return notes
+
+
+def announce(changes: Sequence[Change], index: Any, target: Any, say: Callable[[str], None]) -> None:
+    """Say the preflight notes of a sync (`index`: resolve.IndexOptions, `target`: workspace.Target)."""
+    from ._torch_backend import detect
+
+    for note in preflight(
+        changes,
+        index.index_url,
+        index.no_index,
+        index.find_links,
+        (target.version, target.sys_platform, target.machine),
+        detect().kind == "nvidia",
+    ):
+        say(note)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import ast
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _VARIANT = re.compile(r"requirements.*\.txt", re.IGNORECASE)
 _MAX_BYTES = 1_000_000  # a bigger install.py is not read for hints
@@ -143,3 +145,17 @@ def _setup_requires(path: Path) -> list[str]:
                     if isinstance(e, ast.Constant) and isinstance(e.value, str)
                 ]
     return out
+
+
+def scan_inputs(inputs: Iterable[Any], settings: Mapping[str, Any]) -> tuple[Undeclared, ...]:
+    """Every node input (collect.NodeInput) with undeclared requirements, unless config.toml's
+    [nodes."X"] already says what to read (`source`) or adds (`requirements`)."""
+    out = []
+    for inp in inputs:
+        mine = settings.get(inp.node)
+        if inp.node in ("core", "user") or (mine is not None and (mine.source or mine.requirements)):
+            continue
+        found = scan(inp.node, inp.path, inp.chosen)
+        if found is not None:
+            out.append(found)
+    return tuple(out)

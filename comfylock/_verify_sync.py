@@ -4,8 +4,8 @@ before, and say what to undo. The undoing itself is a rollback, done by the api 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +76,48 @@ def report_json(c: SyncCheck | None) -> dict[str, Any] | None:
         "rollback_history_entry": c.undo.entry.id if c.undo is not None and c.undo.entry else None,
         "rollback_error": c.undo_error,
     }
+
+
+def after_sync(
+    ctx: Any,
+    before_installed: Mapping[str, str],
+    changes: Sequence[Change],
+    entry_path: Path,
+    undo: Callable[[], Any],
+) -> SyncCheck:
+    """Verify after a sync (`ctx`: its api.Context); on a regression call `undo` (the rollback)."""
+    from ._exceptions import UvError
+    from .workspace import probe_target
+
+    ws = ctx.ws
+    found = check(
+        ws.root,
+        ws.python,
+        ws.user_dir,
+        before_installed=before_installed,
+        after_installed=probe_target(ws.python).installed,
+        changes=changes,
+        entry_path=entry_path,
+        timeout=ctx.config.verify_timeout,
+    )
+    if not found.regressions:
+        return found
+    try:
+        return replace(found, undo=undo())
+    except UvError as e:
+        return replace(found, undo_error=e.message)
+
+
+def verify_here(ctx: Any, timeout: float | None) -> VerifyResult:
+    """`comfylock verify` (`ctx`: an api.Context): refused where there is no ComfyUI loader to run."""
+    from .workspace import probe_target
+
+    ws = ctx.ws
+    if not _verify.is_comfyui_loader(ws.root):
+        raise _verify.VerifyError(
+            "this folder has no ComfyUI loader to run (main.py is empty or nodes.py is missing)",
+            path=ws.root,
+            hint="run verify in a ComfyUI checkout",
+        )
+    installed = probe_target(ws.python).installed
+    return verify_state(ws.root, ws.python, ws.user_dir, installed, timeout or ctx.config.verify_timeout)

@@ -228,23 +228,14 @@ def compile(  # noqa: A001 - the command's name
         offline_first=used_cache,
         previous=previous,
         duplicates=_duplicates(ws.python, new),
-        undeclared=_undeclared(ctx, coll),
+        undeclared=_undeclared_nodes(coll, cfg),
     )
 
 
-def _undeclared(ctx: Context, coll: collect.Collection) -> tuple[Undeclared, ...]:
-    """Nodes with requirements comfylock cannot read (never run): unless config.toml declares them."""
-    from . import _undeclared
+def _undeclared_nodes(coll: collect.Collection, cfg: Config) -> tuple[Undeclared, ...]:
+    from ._undeclared import scan_inputs
 
-    out = []
-    for inp in coll.inputs:
-        settings = ctx.config.nodes.get(inp.node)
-        if inp.node in ("core", "user") or (settings and (settings.source or settings.requirements)):
-            continue
-        found = _undeclared.scan(inp.node, inp.path, inp.chosen)
-        if found is not None:
-            out.append(found)
-    return tuple(out)
+    return scan_inputs(coll.inputs, cfg.nodes)
 
 
 def _collect(ctx: Context, skip: frozenset[str], keep_going: bool) -> collect.Collection:
@@ -346,21 +337,10 @@ def sync_env(
         trigger=trigger or f"sync {path.name}",
         target=target.meta(),
     )
-    if not offline:
-        from . import _sync_size, _torch_backend
+    if not offline:  # before the download starts, not after it
+        from ._sync_size import announce
 
-        for note in _sync_size.preflight(
-            p.changes,
-            index.index_url,
-            index.no_index,
-            index.find_links,
-            (target.version, target.sys_platform, target.machine),
-            _torch_backend.detect().kind == "nvidia",
-        ):
-            if notify is not None:
-                notify(note)  # before the download starts, not after it
-            else:
-                warnings.append(note)
+        announce(p.changes, index, target, notify or warnings.append)
     history.begin(ctx.ws.user_dir, entry.id, [c.name for c in p.changes] + list(p.reinstall))
     try:
         sync.apply(p, ctx.ws.python, index, offline=offline)
@@ -380,23 +360,10 @@ def sync_env(
 
     if not _verify_sync.wanted(ctx.ws.root, ctx.config.verify, verify):
         return done
-    check = _verify_sync.check(
-        ctx.ws.root,
-        ctx.ws.python,
-        ctx.ws.user_dir,
-        before_installed=target.installed,
-        after_installed=probe_target(ctx.ws.python).installed,
-        changes=p.changes,
-        entry_path=entry.path,
-        timeout=ctx.config.verify_timeout,
+    undo = functools.partial(
+        _sync_entry, ctx, entry, f"automatic rollback to {entry.id} (a node stopped loading)"
     )
-    if check.regressions:
-        try:
-            undo = _sync_entry(ctx, entry, f"automatic rollback to {entry.id} (a node stopped loading)")
-            check = replace(check, undo=undo)
-        except UvError as e:
-            check = replace(check, undo_error=e.message)
-    return replace(done, check=check)
+    return replace(done, check=_verify_sync.after_sync(ctx, target.installed, p.changes, entry.path, undo))
 
 
 def _sync_entry(ctx: Context, entry: history.Entry, trigger: str) -> SyncResult:
@@ -434,18 +401,9 @@ def rollback(
 def verify(ctx: Context, *, timeout: float | None = None) -> VerifyResult:
     """Run ComfyUI's own loader in the target and report each custom node; the result is kept for
     the environment's present state (the baseline the next sync compares with)."""
-    from . import _verify, _verify_sync
+    from ._verify_sync import verify_here
 
-    if not _verify.is_comfyui_loader(ctx.ws.root):
-        raise _verify.VerifyError(
-            "this folder has no ComfyUI loader to run (main.py is empty or nodes.py is missing)",
-            path=ctx.ws.root,
-            hint="run verify in a ComfyUI checkout",
-        )
-    installed = probe_target(ctx.ws.python).installed
-    return _verify_sync.verify_state(
-        ctx.ws.root, ctx.ws.python, ctx.ws.user_dir, installed, timeout or ctx.config.verify_timeout
-    )
+    return verify_here(ctx, timeout)
 
 
 def list_history(ctx: Context) -> list[history.Entry]:
