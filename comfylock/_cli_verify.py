@@ -116,3 +116,19 @@ def sync_lines(check: Any, *, verbose: bool = False) -> list[str]:
     elif check.before is not None and check.after.failed and not check.regressions:
         out.append("  (these nodes failed before this change too: not a regression)")
     return out
+
+
+def entry_verified(path: Any) -> dict[str, Any] | None:
+    """What loaded in the state a history entry records, when that state was verified."""
+    from ._verify_state import of_entry
+
+    r = of_entry(path)
+    if r is None:
+        return None
+    failed = [n.name for n in r.failed]
+    return {
+        "started": r.started,
+        "nodes": len(r.nodes),
+        "loaded": len(r.nodes) - len(failed),
+        "failed": failed,
+    }

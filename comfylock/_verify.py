@@ -239,6 +239,14 @@ def run(root: Path, python: Path, *, timeout: float = DEFAULT_TIMEOUT) -> Verify
     """Run ComfyUI's loader in `python` (cwd: the ComfyUI folder) and parse what it prints."""
     if not (root / "main.py").is_file():
         raise VerifyError("no main.py: this folder does not hold ComfyUI's loader", path=root)
+    result = _run(root, python, ARGS, timeout)
+    if result.returncode == 2 and "unrecognized arguments: --verbose" in result.output:
+        # A ComfyUI older than its --verbose LEVEL option: without it, a hang cannot be pinned on a node.
+        result = _run(root, python, ARGS[:3], timeout)
+    return result
+
+
+def _run(root: Path, python: Path, args: tuple[str, ...], timeout: float) -> VerifyResult:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"  # a hung run's lines must already be in the pipe when it is killed
     env["PYTHONIOENCODING"] = "utf-8"
@@ -251,7 +259,7 @@ def run(root: Path, python: Path, *, timeout: float = DEFAULT_TIMEOUT) -> Verify
     start = time.perf_counter()
     try:
         proc = subprocess.Popen(
-            [str(python), *ARGS],
+            [str(python), *args],
             cwd=root,
             env=env,
             stdin=subprocess.DEVNULL,

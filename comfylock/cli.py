@@ -353,14 +353,25 @@ def _history(args: argparse.Namespace, out: Out) -> int:
 
     ctx = context(args)
     entries = api.list_history(ctx)
-    out.json("history", _report.history_report(entries))
+    from ._cli_verify import entry_verified
+
+    verified = {e.id: entry_verified(e.path) for e in entries}
+    data = _report.history_report(entries)
+    for row in data["entries"]:
+        row["verify"] = verified[row["id"]]  # what loaded in the state it records; null: not verified
+    out.json("history", data)
     if not entries:
         out("no history yet (`comfylock sync` records the environment before it changes it)")
     for e in entries:
         if e.damaged:  # listed, so its number is not mistaken for a gap; rollback refuses it
             out(f"{e.id:>4}  {e.time}  damaged: {e.damaged}")
         else:
-            out(f"{e.id:>4}  {e.time}  {e.packages:>4} packages  before {e.trigger}")
+            v = verified[e.id]
+            note = ""
+            if v is not None:
+                note = f"  verified: {v['loaded']} of {v['nodes']} nodes loaded"
+                note += f" ({', '.join(v['failed'])} failed)" if v["failed"] else ""
+            out(f"{e.id:>4}  {e.time}  {e.packages:>4} packages  before {e.trigger}{note}")
     return 0
 
 

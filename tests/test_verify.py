@@ -237,3 +237,32 @@ def test_a_hung_node_is_stopped_at_the_timeout_and_named(comfy, venv, wheels, ca
     assert cli(root, venv, wheels, "verify", "--json") == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["timed_out"] is True and doc["nodes"][0]["node"] == "Hangs"
+
+
+def test_a_comfyui_without_the_verbose_level_option_is_run_without_it(comfy, venv, wheels, capsys):
+    root = install_standin(comfy("", {"Plain": {"__init__.py": "NODE_CLASS_MAPPINGS = {}\n"}}))
+    strict = (
+        "import argparse\n"
+        "p = argparse.ArgumentParser()\n"
+        "p.add_argument('--quick-test-for-ci', action='store_true')\n"
+        "p.add_argument('--cpu', action='store_true')\n"
+        "p.parse_args()\n"
+    )
+    (root / "main.py").write_text(strict + (root / "main.py").read_text())
+    assert cli(root, venv, wheels, "verify") == 0
+    assert "1 of 1 custom nodes loaded" in capsys.readouterr().out
+
+
+def test_history_shows_what_loaded_in_each_recorded_state(comfy, venv, wheels, capsys):
+    root = first_sync(comfy, venv, wheels, capsys)
+    make_wheel(wheels, "other", "2.0")
+    assert cli(root, venv, wheels, "compile", "-P", "other") == 0
+    assert cli(root, venv, wheels, "sync") == 0
+    capsys.readouterr()
+    assert cli(root, venv, wheels, "history") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "verified: 2 of 3 nodes loaded (Always-Broken failed)" in lines[1]
+    assert cli(root, venv, wheels, "history", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["entries"][0]["verify"] is None
+    assert doc["entries"][1]["verify"]["failed"] == ["Always-Broken"]
