@@ -185,34 +185,26 @@ def parse_log(
             in_times = False
         if block is not None:
             block.append(line)
+
+    def failed(name: str) -> tuple[str, str]:
+        tb = tracebacks.get(name, "")
+        return _last_line(tb) or messages.get(name) or "import failed", tb
+
     nodes = []
     for name, (secs, ok, path) in times.items():
-        tb = tracebacks.get(name, "")
-        err = None if ok else (_last_line(tb) or messages.get(name) or "import failed")
+        err, tb = failed(name) if not ok else (None, "")
         missing = _NO_MODULE.search(err or "")
         nodes.append(NodeResult(name, ok, secs, err, tb, path, missing.group(1) if missing else None))
     error = None
     if timed_out:
-        hung = trying[-1] if trying and not times else None
         error = f"ComfyUI did not finish loading within {timeout:g} s and was stopped"
-        if hung is not None:
-            known = {n.name for n in nodes}
-            done = {_node_name(p) for p in trying[:-1]}
-            for p in trying[:-1]:  # loaded before the hang; their times were never printed
-                if _node_name(p) not in known:
-                    nodes.append(
-                        NodeResult(
-                            _node_name(p),
-                            _node_name(p) not in messages,
-                            path=p,
-                            error=messages.get(_node_name(p)),
-                        )
-                    )
-            name = _node_name(hung)
-            if name not in done:
-                nodes.append(
-                    NodeResult(name, False, None, f"still loading after {timeout:g} s (hung)", path=hung)
-                )
+        if trying and not times:  # stopped while loading nodes: the last one started is the hung one
+            for p in trying[:-1]:  # loaded (or failed) before it; their times were never printed
+                name = _node_name(p)
+                err, tb = failed(name) if name in messages else (None, "")
+                nodes.append(NodeResult(name, err is None, None, err, tb, p))
+            hung = f"still loading after {timeout:g} s (hung)"
+            nodes.append(NodeResult(_node_name(trying[-1]), False, None, hung, path=trying[-1]))
     elif returncode != 0:
         error = _start_error(lines) or f"ComfyUI exited with code {returncode}"
     nodes.sort(key=lambda n: (n.name.casefold(), n.name))

@@ -63,11 +63,16 @@ def test_parse_log_without_nodes_is_zero_nodes_and_a_crash_is_a_start_failure():
 
 def test_parse_log_after_a_timeout_names_the_node_still_loading():
     text = (
-        "Trying to load custom node /c/custom_nodes/Fast\nTrying to load custom node /c/custom_nodes/Slow\n"
+        "Trying to load custom node /c/custom_nodes/Fast\n"
+        "Trying to load custom node /c/custom_nodes/Broken\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1\nImportError: nope\n'
+        "Cannot import /c/custom_nodes/Broken module for custom nodes: nope\n"
+        "Trying to load custom node /c/custom_nodes/Slow\n"
     )
     r = _verify.parse_log(text, -9, timed_out=True, timeout=5)
     assert not r.started and r.exit_code == 1
-    assert [(n.name, n.loaded) for n in r.nodes] == [("Fast", True), ("Slow", False)]
+    assert [(n.name, n.loaded) for n in r.nodes] == [("Broken", False), ("Fast", True), ("Slow", False)]
+    assert r.node("Broken").error == "ImportError: nope"
     assert "hung" in (r.node("Slow").error or "")
 
 
