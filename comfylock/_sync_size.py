@@ -2,9 +2,10 @@
 a machine without an NVIDIA GPU.
 
 Sizes come from the index's PEP 691 JSON pages (`Accept: application/vnd.pypi.simple.v1+json`, which
-PyPI serves with every file's size), asked only for the packages the sync adds or changes, in
-parallel, with a short timeout: an estimate, never a reason to fail. Local wheel folders are measured
-on disk. The wheel counted is the largest of that version that fits the target's platform.
+PyPI serves with every file's size), asked only for the packages the sync adds or changes that are
+known to be large (LARGE: torch, nvidia-*, ...), in parallel, with a short timeout: an estimate, never
+a reason to fail. Local wheel folders are measured on disk, every package. The wheel counted is the
+largest of that version that fits the target's platform.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from .lock import Change
 
 THRESHOLD = 300 * 1024 * 1024  # say it above this many bytes
 _CUDA = re.compile(r"nvidia-.*|.*-cu\d+")
+# Packages whose wheels run to hundreds of MB (or add up to that): the only ones asked of a remote index.
+LARGE = re.compile(
+    r"torch|torchvision|torchaudio|triton(-windows)?|xformers|nvidia-.*|cupy.*|tensorflow.*|jaxlib|"
+    r"onnxruntime.*|opencv.*|llvmlite|scipy|numpy|pyarrow|transformers|bitsandbytes|mediapipe|"
+    r"tensorrt.*|flash-attn|deepspeed|paddlepaddle.*|av|dlib|spandrel|kornia-rs"
+)
 
 
 def cuda_packages(changes: Iterable[Change]) -> list[str]:
@@ -157,7 +164,9 @@ def preflight(
 
     def lookup(name: str) -> list[tuple[str, int]]:
         mine = [(f, s) for f, s in local if canon(f.split("-")[0]) == name]
-        return mine or (index_files(remote, name) if remote else [])
+        # An index's page lists every file of every version (numpy's: 2 MB), so only the packages
+        # that make a download large are asked about; the rest add little to the total.
+        return mine or (index_files(remote, name) if remote and LARGE.fullmatch(name) else [])
 
     major, minor = target[0].split(".")[:2]
     note = size_note(estimate(changes, lookup, f"cp{major}{minor}", target[1], target[2]))
