@@ -40,8 +40,9 @@ class Undeclared:
         return "; ".join(parts)
 
 
-def scan(node: str, folder: Path, chosen: str | None) -> Undeclared | None:
-    """What `node` installs beyond the file comfylock read (`chosen`: that file, None when none)."""
+def scan(node: str, folder: Path, chosen: str | None, declared: int = 0) -> Undeclared | None:
+    """What `node` installs beyond the file comfylock read (`chosen`: that file, None when none;
+    `declared`: how many requirements it gave)."""
     try:
         names = os.listdir(folder)
     except OSError:
@@ -54,11 +55,11 @@ def scan(node: str, folder: Path, chosen: str | None) -> Undeclared | None:
         found = _scan_install(folder / "install.py")
         packages += found[0]
         files += [f for f in found[1] if f != chosen]
-    if "setup.py" in names and chosen is None:
+    if "setup.py" in names and not declared:
         reasons.append("setup.py (its requirements are known only by running it)")
         packages += _setup_requires(folder / "setup.py")
     variants = sorted(n for n in names if _VARIANT.fullmatch(n) and n != "requirements.txt")
-    if variants and chosen is None:
+    if variants and chosen in (None, "pyproject.toml"):
         reasons.append(f"{', '.join(variants)} and none chosen")
         files += [v for v in variants if v not in files]
     if not reasons:
@@ -155,7 +156,7 @@ def scan_inputs(inputs: Iterable[Any], settings: Mapping[str, Any]) -> tuple[Und
         mine = settings.get(inp.node)
         if inp.node in ("core", "user") or (mine is not None and (mine.source or mine.requirements)):
             continue
-        found = scan(inp.node, inp.path, inp.chosen)
+        found = scan(inp.node, inp.path, inp.chosen, len(inp.requirements))
         if found is not None:
             out.append(found)
     return tuple(out)

@@ -48,7 +48,12 @@ def test_compile_lists_nodes_that_install_more_than_they_declare_with_hints(comf
                 "requirements-cpu.txt": "onnxruntime\n",
                 "requirements-gpu.txt": "onnxruntime-gpu\n",
             },
-            "SetupOnly": {"setup.py": SETUP_PY},
+            "SetupOnly": {"setup.py": SETUP_PY, "pyproject.toml": "[project]\nname = 'x'\n"},
+            "Frame-Interpolation-like": {
+                "pyproject.toml": "[project]\nname = 'fi'\n",
+                "requirements-no-cupy.txt": "numpy\n",
+                "requirements-with-cupy.txt": "numpy\ncupy-wheel\n",
+            },
             "Plain": {"requirements.txt": "idna\n"},
         },
     )
@@ -62,12 +67,18 @@ def test_compile_lists_nodes_that_install_more_than_they_declare_with_hints(comf
         "SetupOnly: setup.py" in out
         and '[nodes."SetupOnly"] requirements = ["pillow>=10", "requests"]' in out
     )
+    assert "Frame-Interpolation-like: requirements-no-cupy.txt, requirements-with-cupy.txt and none" in out
     assert "Plain:" not in out.split("changes:")[0].split("user:")[1]
     assert not (root / "custom_nodes" / "Installer" / "RAN").exists()  # parsed, never run
     (root / "comfylock.lock").unlink()
     assert compile_(root, venv, index, "--json") == 0
     doc = json.loads(capsys.readouterr().out)
-    assert {u["node"] for u in doc["undeclared"]} == {"Installer", "Variants", "SetupOnly"}
+    assert {u["node"] for u in doc["undeclared"]} == {
+        "Installer",
+        "Variants",
+        "SetupOnly",
+        "Frame-Interpolation-like",
+    }
 
 
 def test_config_requirements_declare_them_with_provenance_and_silence_the_listing(comfy, venv, index, capsys):
