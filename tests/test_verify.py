@@ -271,3 +271,16 @@ def test_history_shows_what_loaded_in_each_recorded_state(comfy, venv, wheels, c
     doc = json.loads(capsys.readouterr().out)
     assert doc["entries"][0]["verify"] is None
     assert doc["entries"][1]["verify"]["failed"] == ["Always-Broken"]
+
+
+def test_bad_verify_settings_are_refused_in_one_line(comfy, venv, wheels, capsys):
+    root = install_standin(comfy("", {}))
+    assert cli(root, venv, wheels, "verify", "--timeout", "0") == 2
+    assert "--timeout must be a positive number" in capsys.readouterr().err
+    cfg = root / "user" / "comfylock" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    for text, says in (("verify-timeout = -1\n", "verify-timeout"), ('verify = "yes"\n', "verify must be")):
+        cfg.write_text(text)
+        assert cli(root, venv, wheels, "verify") == 2
+        err = capsys.readouterr().err
+        assert "config.toml" in err and says in err and len(err.strip().splitlines()) == 1
