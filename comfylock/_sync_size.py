@@ -185,6 +185,6 @@ def announce(changes: Sequence[Change], index: Any, target: Any, say: Callable[[
         index.no_index,
         index.find_links,
         (target.version, target.sys_platform, target.machine),
-        detect().kind == "nvidia",
+        bool(cuda_packages(changes)) and detect().kind == "nvidia",  # asked only when it matters
     ):
         say(note)
