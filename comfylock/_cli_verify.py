@@ -56,7 +56,6 @@ def result_json(r: Any) -> dict[str, Any]:
 
 def lines(r: Any, *, verbose: bool = False, indent: str = "") -> list[str]:
     """The human report of one verify: a line per node, the error of each failed one."""
-
     out = []
     for n in r.nodes:
         secs = f"{n.seconds:5.1f} s" if n.seconds is not None else "   ?   "
@@ -101,7 +100,7 @@ def sync_lines(check: Any, *, verbose: bool = False) -> list[str]:
     ]
     out.extend(lines(check.after, verbose=verbose, indent="  "))
     for reg in check.regressions:
-        what = "names" if reg.named else "changed (none named in its traceback)"
+        what = "names" if reg.named else "changed (its traceback names none of them)"
         out.append(f"  REGRESSION: {reg.node} loaded before and fails now: {reg.error}")
         out.append(f"    packages this change {what}: {', '.join(reg.blamed) or '-'}")
     if check.undo is not None:
@@ -113,6 +112,7 @@ def sync_lines(check: Any, *, verbose: bool = False) -> list[str]:
         )
     elif check.undo_error:
         out.append(f"the automatic rollback failed: {check.undo_error}")
+        out.append("  `comfylock rollback` restores the state before this change")
     elif check.before is not None and check.after.failed and not check.regressions:
         out.append("  (these nodes failed before this change too: not a regression)")
     return out
