@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-real bench-peers clean
+.PHONY: demo test test-real lint bench bench-real bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check comfylock tests examples benchmarks
 	$(BIN)/python -m pytest -q
+
+# A real ComfyUI compiled, synced, verified and broken on purpose (GBs unless uv's cache holds them).
+test-real: $(STAMP)
+	COMFYLOCK_REAL_TESTS=1 $(BIN)/python -m pytest -q -m real
 
 lint: $(STAMP)
 	$(BIN)/ruff check comfylock tests examples benchmarks

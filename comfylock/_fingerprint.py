@@ -95,7 +95,10 @@ def fingerprint(
         "index": index.args(),
         "torch_index": cfg.torch_index,
         "comfyui_version": comfyui_version,  # policy conditions may read it
-        "settings": sorted((k, v.source, sorted(v.allow_options)) for k, v in cfg.nodes.items()),
+        "settings": sorted(
+            (k, v.source, sorted(v.allow_options), [r for _, r in v.requirements])
+            for k, v in cfg.nodes.items()
+        ),
     }
     h.update(json.dumps(state, sort_keys=True, default=str).encode())
     return h.hexdigest()

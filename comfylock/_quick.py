@@ -40,9 +40,11 @@ def arguments(
     index: list[str],
     python_version: str | None,
     python_platform: str | None,
+    torch_backend: str = "auto",
 ) -> dict[str, Any]:
     """The compile's arguments that decide its result; the digest must see them unchanged."""
     return {
+        "torch_backend": torch_backend,
         "skip": sorted(skip),
         "keep_going": keep_going,
         "policy_files": [str(Path(p).absolute()) for p in policy_files],

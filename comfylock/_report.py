@@ -53,6 +53,17 @@ def compile_report(r: Any) -> dict[str, Any]:
         ],
         "warnings": list(r.warnings),
         "changes": changes(r.changes),
+        "torch_backend": meta.get("torch-backend"),  # the build chosen for a target without torch
+        "undeclared": [
+            {
+                "node": u.node,
+                "reasons": list(u.reasons),
+                "packages": list(u.packages),
+                "files": list(u.files),
+                "hint": u.hint(),
+            }
+            for u in getattr(r, "undeclared", ())
+        ],
     }
 
 

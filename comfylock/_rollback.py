@@ -70,13 +70,15 @@ def rollback(
     dry_run: bool = False,
     write_lock: bool = False,
     announce: Callable[[RollbackInfo, sync.SyncPlan], None] | None = None,
+    verify: bool | None = None,
 ) -> SyncResult:
     """Sync a history entry (default: the state before the last sync). Offline first: uv's cache
     holds what was installed before, so a rollback needs no network unless the cache was cleaned;
     either way it is one operation and records one history entry.
 
     `announce` is called with what will be undone and the plan, before anything changes. `write_lock`:
-    the entry also becomes the lock file (written only once the environment matches it)."""
+    the entry also becomes the lock file (written only once the environment matches it). Verified as a
+    sync is (`verify`; a rollback that breaks a node is undone too)."""
     from .api import sync_env
 
     entry = history.get(ctx.ws.user_dir, to)
@@ -95,6 +97,7 @@ def rollback(
         offline_first=True,
         trigger=f"rollback to {entry.id}",
         announce=planned,
+        verify=verify,
     )
     info = infos[-1]
     if write_lock and not dry_run:

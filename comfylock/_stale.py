@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _compile, collect, policy
 from ._fingerprint import fingerprint
@@ -23,6 +23,9 @@ from .inspect import Broken, Stale
 from .lock import Lock
 from .resolve import IndexOptions
 from .workspace import Target, Workspace
+
+if TYPE_CHECKING:
+    from . import _torch_backend
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,32 @@ def read_inputs(
         coll, pol, target, index, cfg, python_version, python_platform, facts.comfyui_version, root=ws.root
     )
     return Inputs(coll, pol, facts, index, fp)
+
+
+def torch_choice_for(
+    requested: str,
+    cfg: Config,
+    coll: collect.Collection,
+    target: Target,
+    previous: Lock | None,
+    python_platform: str | None,
+    offline: bool,
+) -> _torch_backend.Choice | None:
+    """The torch build this compile adds an index for (see _torch_backend.for_compile); `check` asks
+    the same with the lock it checks as `previous`, so both see the same inputs."""
+    from . import _torch_backend
+    from .lock import pin_versions
+
+    return _torch_backend.for_compile(
+        requested,
+        cfg.torch_index,
+        {r.name for r in coll.requirements()},
+        target.installed,
+        previous.meta if previous is not None else None,
+        pin_versions(previous).get("torch") if previous is not None else None,
+        other_platform=python_platform is not None,
+        offline=offline,
+    )
 
 
 def index_from_args(args: Sequence[str]) -> IndexOptions:

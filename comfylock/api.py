@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,9 @@ from .workspace import Workspace, open_workspace, probe_target, remember
 if TYPE_CHECKING:
     from . import _rollback, collect, inspect, policy
     from ._check import CheckReport
+    from ._undeclared import Undeclared
+    from ._verify import VerifyResult
+    from ._verify_sync import SyncCheck
 
 USER_REQUIREMENTS = "requirements.txt"
 USER_POLICY = "pip-policy.user.json"
@@ -69,6 +72,7 @@ class CompileResult:
     offline_first: bool = False  # resolved from uv's cache without the network
     previous: Lock | None = None  # the lock before this compile
     duplicates: tuple[inspect.Duplicate, ...] = ()  # distributions installing the same import
+    undeclared: tuple[Undeclared, ...] = ()  # nodes that install more than they declare (install.py...)
 
     @functools.cached_property
     def collection(self) -> collect.Collection:
@@ -97,8 +101,12 @@ def compile(  # noqa: A001 - the command's name
     dry_run: bool = False,
     python_version: str | None = None,
     python_platform: str | None = None,
+    torch_backend: str | None = None,
 ) -> CompileResult:
-    """Resolve core + nodes + user requirements at once and write the lock (unless nothing changed)."""
+    """Resolve core + nodes + user requirements at once and write the lock (unless nothing changed).
+
+    `torch_backend` (default: config.toml's torch-backend, else auto): the torch build a target
+    without torch gets, from `<torch-index>/<backend>` (see _torch_backend)."""
     ws, cfg = ctx.ws, ctx.config
     from ._typed_names import check_node_names
 
@@ -107,8 +115,16 @@ def compile(  # noqa: A001 - the command's name
     index = index or cfg.index or IndexOptions.from_env(os.environ)
     target = probe_target(ws.python, ws.probe_cache)
     skip = frozenset(skip_nodes) | cfg.skip
+    backend_asked = torch_backend or cfg.torch_backend
     args = _quick.arguments(
-        skip, keep_going, policy_files, default_policy, index.args(), python_version, python_platform
+        skip,
+        keep_going,
+        policy_files,
+        default_policy,
+        index.args(),
+        python_version,
+        python_platform,
+        torch_backend=backend_asked,
     )
     forced = upgrade or bool(upgrade_packages) or refresh
     previous = _previous(ctx.lock_path)
@@ -132,7 +148,11 @@ def compile(  # noqa: A001 - the command's name
         parsed[str(cfg.path)] = cfg.sha
     watched = _quick.watched(ws, parsed, policy_files)
     seen = _quick.snapshot(watched, parsed)
-    from ._stale import read_inputs
+    from ._stale import read_inputs, torch_choice_for
+
+    torch_choice = torch_choice_for(backend_asked, cfg, coll, target, previous, python_platform, offline)
+    if torch_choice is not None and torch_choice.url:
+        index = index.plus([torch_choice.url])
 
     found = read_inputs(
         ws,
@@ -216,6 +236,8 @@ def compile(  # noqa: A001 - the command's name
             installed=settled.facts.installed,
             has_gpu=settled.facts.has_gpu,
         )
+    if torch_choice is not None and torch_choice.warning:
+        warnings.append(torch_choice.warning)
     new = _compile.build_lock(
         ws,
         coll,
@@ -235,6 +257,8 @@ def compile(  # noqa: A001 - the command's name
     bad = [] if python_version or python_platform else moved(new, target)
     if bad:
         raise blame(bad[0], coll, new)
+    if torch_choice is not None:
+        new = replace(new, meta={**new.meta, "torch-backend": torch_choice.backend})
     changes = tuple(lock.diff(lock.pin_versions(previous) if previous else {}, lock.pin_versions(new)))
     if not dry_run:
         lock.write_lock(ctx.lock_path, new)
@@ -250,6 +274,7 @@ def compile(  # noqa: A001 - the command's name
         offline_first=used_cache,
         previous=previous,
         duplicates=_duplicates(ws.python, new),
+        undeclared=_undeclared_nodes(coll, cfg),
     )
 
 
@@ -263,6 +288,12 @@ def _env_warnings(index_from_env: bool = True) -> tuple[str, ...]:
         *ignored(os.environ),
         *(f"{k} is ignored: the index settings of the command line or config.toml win" for k in unused),
     )
+
+
+def _undeclared_nodes(coll: collect.Collection, cfg: Config) -> tuple[Undeclared, ...]:
+    from ._undeclared import scan_inputs
+
+    return scan_inputs(coll.inputs, cfg.nodes)
 
 
 def _collect(ctx: Context, skip: frozenset[str], keep_going: bool) -> collect.Collection:
@@ -304,6 +335,11 @@ class SyncResult:
     dry_run: bool = False
     warnings: tuple[str, ...] = field(default_factory=tuple)
     rollback: _rollback.RollbackInfo | None = None  # set by rollback()
+    check: SyncCheck | None = None  # what verifying ComfyUI afterwards found (None: not verified)
+
+    @property
+    def regressed(self) -> bool:
+        return self.check is not None and bool(self.check.regressions)
 
 
 @locked
@@ -317,12 +353,18 @@ def sync_env(
     force: bool = False,
     offline_first: bool = False,
     announce: Callable[[sync.SyncPlan, int], None] | None = None,
+    verify: bool | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> SyncResult:
     """Make the target environment exactly the lock (a comfylock lock, a requirements file or a PEP 751
     pylock); record the state before in the history first. A lock made for another Python or platform
     is refused unless `force`. `offline_first`: try uv's cache alone, then the network, as one
     operation with one history entry. `announce(plan, packages installed now)` is called once the plan
-    is known, before anything changes."""
+    is known, before anything changes.
+
+    Then, where the folder holds ComfyUI's loader (unless `verify` is False or config.toml says
+    `verify = false`), run it: a node that loaded before and fails now is a regression, and the sync is
+    rolled back at once (`SyncResult.check` says which node, why, and which changes it names)."""
     path = lock_file or ctx.lock_path
     target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
     the_lock = export.read_any(path, export.marker_environment(target))
@@ -367,6 +409,10 @@ def sync_env(
         trigger=trigger or f"sync {path.name}",
         target=target.meta(),
     )
+    if not offline:  # before the download starts, not after it
+        from ._sync_size import announce
+
+        announce(p.changes, index, target, notify or warnings.append)
     history.begin(ctx.ws.user_dir, entry.id, [c.name for c in p.changes] + list(p.reinstall))
     try:
         try:
@@ -392,9 +438,30 @@ def sync_env(
         from ._failures import sync_warnings
 
         warnings += sync_warnings(said, the_lock)
-    return SyncResult(p, path, entry, False, tuple(warnings))
+    done = SyncResult(p, path, entry, False, tuple(warnings))
+    from . import _verify_sync
+
+    if not _verify_sync.wanted(ctx.ws.root, ctx.config.verify, verify):
+        return done
+    undo = functools.partial(
+        _sync_entry, ctx, entry, f"automatic rollback to {entry.id} (a node stopped loading)"
+    )
+    return replace(done, check=_verify_sync.after_sync(ctx, target.installed, p.changes, entry.path, undo))
 
 
+def _sync_entry(ctx: Context, entry: history.Entry, trigger: str) -> SyncResult:
+    """Sync a history entry's state back, from uv's cache first (what was installed before is there),
+    as one operation with one history entry."""
+    return sync_env(ctx, lock_file=entry.path, offline_first=True, trigger=trigger, force=True, verify=False)
+
+
+@locked
+def verify(ctx: Context, *, timeout: float | None = None) -> VerifyResult:
+    """Run ComfyUI's own loader in the target and report each custom node; the result is kept for
+    the environment's present state (the baseline the next sync compares with)."""
+    from ._verify_sync import verify_here
+
+    return verify_here(ctx, timeout)
 
 
 def list_history(ctx: Context) -> list[history.Entry]:

@@ -34,6 +34,15 @@ def _index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true", help="use only uv's cache")
 
 
+def _no_verify(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not run ComfyUI's loader afterwards (default: run it, and roll back when a node that "
+        "loaded before fails)",
+    )
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `command` one of the core commands, only what parsing it needs
     (the other areas' modules are not imported: sync runs at every ComfyUI start)."""
@@ -58,12 +67,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="resolve and report, write nothing")
     p.add_argument("--python-version", metavar="X.Y", help="compile for another Python (uv's value)")
     p.add_argument("--python-platform", metavar="TRIPLE", help="compile for another platform (uv's value)")
+    p.add_argument(
+        "--torch-backend",
+        metavar="NAME",
+        help="the torch build for a target without torch: auto (default: this machine's GPU), cpu, pypi, "
+        "cu126, rocm6.2... from <torch-index>/NAME",
+    )
 
     p = sub.add_parser("sync", help="make the environment exactly the lock")
     _common(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     p.add_argument("--offline", action="store_true", help="use only uv's cache")
     p.add_argument("--force", action="store_true", help="sync a lock made for another Python or platform")
+    _no_verify(p)
 
     p = sub.add_parser("rollback", help="sync back to an earlier state from the history")
     _common(p)
@@ -74,6 +90,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         action="store_true",
         help="also make the entry the lock file (keep the rolled-back state; compile keeps its pins)",
     )
+    _no_verify(p)
 
     p = sub.add_parser("history", help="list the recorded states")
     _common(p)
@@ -100,7 +117,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-_AREAS = ("comfylock._cli_inspect", "comfylock._cli_policy", "comfylock._cli_export")
+_AREAS = ("comfylock._cli_inspect", "comfylock._cli_policy", "comfylock._cli_export", "comfylock._cli_verify")
 
 
 class Out:
@@ -215,6 +232,7 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
         dry_run=args.dry_run,
         python_version=args.python_version,
         python_platform=args.python_platform,
+        torch_backend=_backend(args.torch_backend),
     )
     if out.as_json:  # the report reads r.collection, which an up-to-date compile collects only now
         out.json("compile", _report.compile_report(r))
@@ -241,14 +259,27 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
             said.setdefault((a.kind, a.detail), set()).update(src.node for src in a.requested_by)
         for (kind, detail), who in said.items():
             out(f"  policy {kind}: {detail}" + (f" (asked by {', '.join(sorted(who))})" if who else ""))
+    if r.lock.meta.get("torch-backend"):
+        out(f"  torch build: {r.lock.meta['torch-backend']} (the build chosen for this machine; kept while it is installed)")
     for w in r.warnings:
         out(f"  warning: {w}")
+    for u in r.undeclared:
+        out(f"  requirements not declared statically: {u.node}: {'; '.join(u.reasons)}")
+        out(f"    {u.hint()}")
     from ._cli_inspect import report_lines
 
     _print_changes(out, r.changes, "changes", _causes(r.lock))
     for line in report_lines(duplicates=r.duplicates):
         out(f"  {line}")
     return 0
+
+
+def _backend(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from ._torch_backend import check
+
+    return check(value)
 
 
 def _causes(lock: Any) -> dict[str, str]:
@@ -294,12 +325,19 @@ def _sync(args: argparse.Namespace, out: Out) -> int:
         dry_run=args.dry_run,
         offline=args.offline,
         force=args.force,
+        verify=False if args.no_verify else None,
+        notify=None if out.as_json else lambda note: out(f"note: {note}"),
     )
-    return _report_sync(r, out, "sync")
+    return _report_sync(r, out, "sync", args.verbose)
 
 
-def _report_sync(r: Any, out: Out, what: str) -> int:
-    out.json(what, _report.sync_report(r))
+def _report_sync(r: Any, out: Out, what: str, verbose: bool = False) -> int:
+    data = _report.sync_report(r)
+    if r.check is not None:
+        from ._verify_sync import report_json
+
+        data["verify"] = report_json(r.check)
+    out.json(what, data)
     for w in r.warnings:
         out(f"warning: {w}")
     if r.plan.is_noop:
@@ -310,6 +348,12 @@ def _report_sync(r: Any, out: Out, what: str) -> int:
     _print_changes(out, r.plan.changes, "plan" if r.dry_run else "done")
     if r.entry is not None:
         out(f"  previous state saved as history entry {r.entry.id} (`comfylock rollback` returns to it)")
+    if r.check is not None:
+        from ._cli_verify import sync_lines
+
+        for line in sync_lines(r.check, verbose=verbose):
+            out(line)
+        return 1 if r.regressed else 0
     return 0
 
 
@@ -322,8 +366,15 @@ def _rollback(args: argparse.Namespace, out: Out) -> int:
         for line in _report.rollback_lines(info, plan, len(plan.changes)):
             out(line)
 
-    r = api.rollback(ctx, to=args.to, dry_run=args.dry_run, write_lock=args.write_lock, announce=announce)
-    code = _report_sync(r, out, "rollback")
+    r = api.rollback(
+        ctx,
+        to=args.to,
+        dry_run=args.dry_run,
+        write_lock=args.write_lock,
+        announce=announce,
+        verify=False if args.no_verify else None,
+    )
+    code = _report_sync(r, out, "rollback", args.verbose)
     if r.rollback is not None and r.rollback.lock_written is not None:
         out(
             f"wrote history entry {r.rollback.entry.id} as {_display(r.rollback.lock_written)} "
@@ -337,14 +388,25 @@ def _history(args: argparse.Namespace, out: Out) -> int:
 
     ctx = context(args)
     entries = api.list_history(ctx)
-    out.json("history", _report.history_report(entries))
+    from ._cli_verify import entry_verified
+
+    verified = {e.id: entry_verified(e.path) for e in entries}
+    data = _report.history_report(entries)
+    for row in data["entries"]:
+        row["verify"] = verified[row["id"]]  # what loaded in the state it records; null: not verified
+    out.json("history", data)
     if not entries:
         out("no history yet (`comfylock sync` records the environment before it changes it)")
     for e in entries:
         if e.damaged:  # listed, so its number is not mistaken for a gap; rollback refuses it
             out(f"{e.id:>4}  {e.time}  damaged: {e.damaged}")
         else:
-            out(f"{e.id:>4}  {e.time}  {e.packages:>4} packages  before {e.trigger}")
+            v = verified[e.id]
+            note = ""
+            if v is not None:
+                note = f"  verified: {v['loaded']} of {v['nodes']} nodes loaded"
+                note += f" ({', '.join(v['failed'])} failed)" if v["failed"] else ""
+            out(f"{e.id:>4}  {e.time}  {e.packages:>4} packages  before {e.trigger}{note}")
     return 0
 
 

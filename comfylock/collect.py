@@ -198,8 +198,15 @@ def _node(
             hint=_skip_hint(node.name),
         )
     if settings.source is not None:
-        return parser.result(node.path, *_configured(parser, settings.source, root_real))
-    return parser.result(node.path, *_default(parser, root_real))
+        chosen, why = _configured(parser, settings.source, root_real)
+    else:
+        chosen, why = _default(parser, root_real)
+    if settings.requirements and settings.config_path is not None:
+        # Declared by the user for a node that installs them another way (install.py, setup.py).
+        for line, text in settings.requirements:
+            parser.requirement_line(text, Source(node.name, settings.config_path, line), False)
+        why += f" + {len(settings.requirements)} from config.toml requirements"
+    return parser.result(node.path, chosen, why)
 
 
 def _user(ws: Workspace, path: Path, settings: NodeSettings, keep_going: bool) -> NodeInput:

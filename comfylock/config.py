@@ -1,6 +1,7 @@
 """comfylock's own settings for one ComfyUI: `<comfyui>/user/comfylock/config.toml`.
 
 torch-index = "https://download.pytorch.org/whl"   # where +cuXXX builds of installed torch live
+torch-backend = "auto"     # the build a target without torch gets: auto, cpu, pypi, cu126, rocm6.2...
 [index]                                             # defaults for every compile and sync
 index-url = "https://pypi.org/simple"
 extra-index-url = ["https://..."]
@@ -9,6 +10,9 @@ find-links = ["/wheels"]
 source = "requirements-no-cupy.txt"                  # or "pyproject.toml", "requirements.txt", "none"
 allow-options = ["--extra-index-url"]               # index options this node's file may set
 skip = true                                          # leave the node out, as --skip-node does
+requirements = ["cupy-wheel"]                        # what the node installs without declaring it
+verify = true            # sync and rollback run ComfyUI's loader afterwards (false: as --no-verify)
+verify-timeout = 300     # seconds before a hung load is stopped
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ class NodeSettings:
 
     source: str | None = None  # file to read instead of the default choice, or "none"
     allow_options: frozenset[str] = frozenset()  # INDEX_OPTIONS this node may use
+    # (line in config.toml, requirement) the user declares for a node that does not (install.py...)
+    requirements: tuple[tuple[int, str], ...] = ()
+    config_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,9 @@ class Config:
     torch_index: str = DEFAULT_TORCH_INDEX
     path: Path | None = None
     sha: str | None = None  # sha256 of the bytes read (the quick no-op check hashes what was parsed)
+    verify: bool = True  # sync and rollback verify that ComfyUI's nodes still load
+    verify_timeout: float = 300.0
+    torch_backend: str = "auto"
 
 
 def _strings(value: Any, path: Path, key: str) -> tuple[str, ...]:
@@ -58,6 +68,14 @@ def _strings(value: Any, path: Path, key: str) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise InputError(f"{key} must be a string or a list of strings", path=path)
+
+
+def _line_of(raw: bytes, text: str) -> int:
+    """The line of config.toml where `text` is written (for a requirement's provenance); 1 if unseen."""
+    for number, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        if f'"{text}"' in line or f"'{text}'" in line:
+            return number
+    return 1
 
 
 def toml() -> ModuleType:
@@ -86,7 +104,7 @@ def load_config(user_dir: Path) -> Config:
     except tomllib.TOMLDecodeError as e:
         at = re.search(r"line (\d+)", str(e))
         raise InputError(f"invalid TOML: {e}", path=path, line=int(at.group(1)) if at else None) from None
-    known = {"torch-index", "index", "nodes"}
+    known = {"torch-index", "torch-backend", "index", "nodes", "verify", "verify-timeout"}
     for key in data:
         if key not in known:
             raise InputError(
@@ -108,7 +126,8 @@ def load_config(user_dir: Path) -> Config:
         source = table.get("source")
         if source is not None and not isinstance(source, str):
             raise InputError(f"nodes.{name}.source must be a string", path=path)
-        nodes[name] = NodeSettings(source=source, allow_options=allow)
+        reqs = _strings(table.get("requirements", []), path, f"nodes.{name}.requirements")
+        nodes[name] = NodeSettings(source, allow, tuple((_line_of(raw, r), r) for r in reqs), path)
         if table.get("skip") is True:
             skip.add(name)
     idx = data.get("index", {})
@@ -121,4 +140,20 @@ def load_config(user_dir: Path) -> Config:
     torch_index = data.get("torch-index", DEFAULT_TORCH_INDEX)
     if not isinstance(torch_index, str):
         raise InputError("torch-index must be a string", path=path)
-    return Config(nodes, frozenset(skip), index, torch_index, path, hashlib.sha256(raw).hexdigest())
+    verify = data.get("verify", True)
+    if not isinstance(verify, bool):
+        raise InputError("verify must be true or false", path=path)
+    timeout = data.get("verify-timeout", 300.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise InputError("verify-timeout must be a positive number of seconds", path=path)
+    backend = data.get("torch-backend", "auto")
+    from ._torch_backend import check
+
+    if not isinstance(backend, str):
+        raise InputError("torch-backend must be a string", path=path)
+    try:
+        check(backend, "torch-backend")
+    except InputError as e:
+        raise InputError(e.message, path=path, hint=e.hint) from None
+    sha = hashlib.sha256(raw).hexdigest()
+    return Config(nodes, frozenset(skip), index, torch_index, path, sha, verify, float(timeout), backend)

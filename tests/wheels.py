@@ -23,15 +23,17 @@ def make_wheel(
     *,
     top_level: str | None = None,
     tag: str = "py3-none-any",
+    body: str | None = None,
 ) -> Path:
-    """Write NAME-VERSION-TAG.whl into `folder`; byte-identical for the same arguments."""
+    """Write NAME-VERSION-TAG.whl into `folder`; byte-identical for the same arguments. `body`: the
+    text of its module's __init__.py (default: only __version__)."""
     dist = name.replace("-", "_").replace(".", "_")
     info = f"{dist}-{version}.dist-info"
     module = top_level or dist.lower()
     meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {
-        f"{module}/__init__.py": f"__version__ = {version!r}\n".encode(),
+        f"{module}/__init__.py": (body if body is not None else f"__version__ = {version!r}\n").encode(),
         f"{info}/METADATA": meta.encode(),
         f"{info}/WHEEL": (
             f"Wheel-Version: 1.0\nGenerator: comfylock-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
