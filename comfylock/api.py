@@ -15,42 +15,68 @@ from typing import TYPE_CHECKING
 
 # Compile's modules (collect, policy, the fingerprint, conflict explanation, duplicate imports) are
 # imported inside the functions that use them: a no-op `sync` at every ComfyUI start needs none.
-from . import _quick, export, history, lock, resolve, sync
+from . import _quick, _synctxn, export, history, lock, resolve, sync
+from ._api_lock import (
+    DiffResult,
+    Exported,
+    NodesResult,
+    WhyResult,
+    diff,
+    export_lock,
+    import_snapshot,
+    nodes,
+    why,
+)
+from ._api_policy import PolicyCheck, PolicyFile, PolicyPackage, PolicyShow, policy_check, policy_show
+from ._context import Context, given_index, lock_path
+from ._context import command as _command
 from ._exceptions import InputError, LockFileError, UvError
-from ._filelock import locked
 from ._fs import atomic_write
 from ._redact import restore
-from .config import Config, load_config
 from .lock import Change, Lock
 from .resolve import IndexOptions
-from .workspace import Target, Workspace, open_workspace, probe_target, remember
+from .workspace import Target, Workspace
 
 if TYPE_CHECKING:
     from . import collect, inspect, policy
 
-USER_REQUIREMENTS = "requirements.txt"
-USER_POLICY = "pip-policy.user.json"
+__all__ = [
+    "USER_POLICY",
+    "USER_REQUIREMENTS",
+    "CheckReport",
+    "CompileResult",
+    "Context",
+    "SyncResult",
+    "add",
+    "check",
+    "check_report",
+    "compile",
+    "list_history",
+    "remove",
+    "rollback",
+    "sync_env",
+    "DiffResult",
+    "Exported",
+    "NodesResult",
+    "PolicyCheck",
+    "PolicyFile",
+    "PolicyPackage",
+    "PolicyShow",
+    "WhyResult",
+    "diff",
+    "export_lock",
+    "given_index",
+    "import_snapshot",
+    "lock_path",
+    "nodes",
+    "policy_check",
+    "policy_show",
+    "why",
+]
 
-
-@dataclass(frozen=True)
-class Context:
-    """Everything a command reads about one ComfyUI, read once."""
-
-    ws: Workspace
-    config: Config
-    lock_path: Path
-
-    @classmethod
-    def open(
-        cls,
-        comfyui: str | os.PathLike[str] | None = None,
-        *,
-        python: str | os.PathLike[str] | None = None,
-        lock_file: str | os.PathLike[str] | None = None,
-    ) -> Context:
-        ws = open_workspace(comfyui, python)
-        path = Path(lock_file).absolute() if lock_file else ws.default_lock
-        return cls(ws, load_config(ws.user_dir), path)
+# The user's files, for callers that imported them from here; Workspace names every file.
+USER_REQUIREMENTS = Workspace.USER_REQUIREMENTS
+USER_POLICY = Workspace.USER_POLICY
 
 
 @dataclass(frozen=True)
@@ -79,7 +105,7 @@ class CompileResult:
         return max(len(self.lock.lists.get("node", ())) - 1, 0)  # its node lines: core, then each node
 
 
-@locked
+@_command
 def compile(  # noqa: A001 - the command's name
     ctx: Context,
     *,
@@ -99,19 +125,18 @@ def compile(  # noqa: A001 - the command's name
 ) -> CompileResult:
     """Resolve core + nodes + user requirements at once and write the lock (unless nothing changed)."""
     ws, cfg = ctx.ws, ctx.config
-    index = index or cfg.index or IndexOptions.from_env(os.environ)
-    target = probe_target(ws.python, ws.probe_cache)
+    index = ctx.index(index)
+    target = ctx.probe.read()
     skip = frozenset(skip_nodes) | cfg.skip
     args = _quick.arguments(
         skip, keep_going, policy_files, default_policy, index.args(), python_version, python_platform
     )
     forced = upgrade or bool(upgrade_packages) or refresh
     previous = _previous(ctx.lock_path)
+    quick = _quick.NoOpCheck(ws, target, ctx.lock_path, args)
     if previous is not None and previous.intact and not forced:
-        known = _quick.lookup(_quick.cache_path(ws), ctx.lock_path, ws, target, args)
+        known = quick.known()
         if known is not None and known == previous.meta.get("fingerprint"):
-            if not dry_run:
-                remember(target)
             again = functools.partial(_collect, ctx, skip, keep_going)
             return CompileResult(ctx.lock_path, previous, (), again, None, up_to_date=True, written=False)
 
@@ -123,29 +148,22 @@ def compile(  # noqa: A001 - the command's name
     parsed = {str(f): d for i in coll.inputs for f, d in zip(i.files, i.digests, strict=False)}
     if cfg.path is not None and cfg.sha is not None:
         parsed[str(cfg.path)] = cfg.sha
-    watched = _quick.watched(ws, parsed, policy_files)
-    seen = _quick.snapshot(watched, parsed)
-    pol = policy.load_policy(ws.user_dir / USER_POLICY, list(policy_files), base=default_policy)
+    quick.after_collect(parsed, policy_files)
+    pol = policy.load_policy(ws.user_policy, list(policy_files), base=default_policy)
     facts = policy.Facts(
         installed=target.installed,
         os=target.os,
         has_gpu=target.has_gpu,
-        comfyui_version=_compile.comfyui_version(ws.root),
+        comfyui_version=_compile.comfyui_version(ws.version_files),
     )
     for inp in coll.inputs:
         for opt in inp.index_options:
             index = _compile.add_node_option(index, opt)
     fp = fingerprint(coll, pol, target, index, cfg, python_version, python_platform, facts.comfyui_version)
-    names = policy_names(pol.entries)
-    quick = _quick.digest(ws, target, seen, names, args)
-
-    def done() -> None:
-        remember(target)
-        _quick.record(_quick.cache_path(ws), ctx.lock_path, fp, watched, names, quick)
-
+    quick.before_resolve(policy_names(pol.entries))
     if previous is not None and previous.intact and previous.meta.get("fingerprint") == fp and not forced:
         if not dry_run:
-            done()
+            quick.record(fp)
         return CompileResult(ctx.lock_path, previous, (), coll, None, up_to_date=True, written=False)
 
     upgrade_set = frozenset({"*"} if upgrade else {_compile.resolve_name(p) for p in upgrade_packages})
@@ -185,7 +203,7 @@ def compile(  # noqa: A001 - the command's name
     changes = tuple(lock.diff(lock.pin_versions(previous) if previous else {}, lock.pin_versions(new)))
     if not dry_run:
         lock.write_lock(ctx.lock_path, new)
-        done()
+        quick.record(fp)
     return CompileResult(
         ctx.lock_path,
         new,
@@ -196,7 +214,7 @@ def compile(  # noqa: A001 - the command's name
         warnings=tuple(warnings),
         offline_first=used_cache,
         previous=previous,
-        duplicates=_duplicates(ws.python, new),
+        duplicates=_duplicates(target, new),
     )
 
 
@@ -208,7 +226,7 @@ def _collect(ctx: Context, skip: frozenset[str], keep_going: bool) -> collect.Co
         settings=ctx.config.nodes,
         skip_nodes=skip,
         keep_going=keep_going,
-        user_requirements=ctx.ws.user_dir / USER_REQUIREMENTS,
+        user_requirements=ctx.ws.user_requirements,
     )
 
 
@@ -220,11 +238,12 @@ def _previous(path: Path) -> Lock | None:
         return None
 
 
-def _duplicates(python: Path, new: Lock) -> tuple[inspect.Duplicate, ...]:
+def _duplicates(target: Target, new: Lock) -> tuple[inspect.Duplicate, ...]:
     """Distributions in the lock that install the same import (the resolver cannot see these)."""
     from . import inspect
 
-    dirs = [*inspect.site_dirs(python), *inspect.cache_dirs(resolve.cache_dir())]
+    # The target's site folders as its probe told them: no second run of the interpreter.
+    dirs = [*map(Path, target.site_dirs), *inspect.cache_dirs(resolve.cache_dir())]
     return tuple(inspect.duplicate_imports(new, inspect.read_dist_infos(dirs, {p.name for p in new.pins})))
 
 
@@ -240,7 +259,7 @@ class SyncResult:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
-@locked
+@_command
 def sync_env(
     ctx: Context,
     *,
@@ -254,7 +273,7 @@ def sync_env(
     pylock); record the state before in the history first. A lock made for another Python or platform
     is refused unless `force`."""
     path = lock_file or ctx.lock_path
-    target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
+    target = ctx.probe.read()
     the_lock = export.read_any(path, export.marker_environment(target))
     lock.require_intact(the_lock, path)
     warnings = [] if the_lock.intact else [f"{path.name} was edited since comfylock wrote it"]
@@ -265,11 +284,9 @@ def sync_env(
         warnings.append(f"{mismatch}; synced anyway (--force)")
     unfinished = history.pending(ctx.ws.user_dir)
     if not dry_run and unfinished and sync.remove_torn(target.site_dirs, unfinished.packages):
-        target = probe_target(ctx.ws.python)  # what is left once a killed install's debris is gone
+        target = ctx.probe.read()  # what is left once a killed install's debris is gone
     p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
     if dry_run or p.is_noop:
-        if not dry_run:
-            remember(target)
         return SyncResult(p, path, None, dry_run, tuple(warnings))
     index = IndexOptions.from_lines(the_lock.options) if the_lock.options else ctx.config.index
     # A lock holds index URLs without credentials; the user's own settings give them back.
@@ -281,27 +298,19 @@ def sync_env(
         index.no_index,
     )
     frozen = _freeze(target)
-    entry = history.record(
+    with _synctxn.recorded(
         ctx.ws.user_dir,
         frozen,
         index.lines(),
         trigger=trigger or f"sync {path.name}",
         target=target.meta(),
-    )
-    history.begin(ctx.ws.user_dir, entry.id, [c.name for c in p.changes] + list(p.reinstall))
-    try:
+        changing=[c.name for c in p.changes] + list(p.reinstall),
+        unfinished=unfinished,
+        unchanged=lambda: _freeze(ctx.probe.read()) == frozen,  # uv stopped before changing anything
+    ) as entry:
         sync.apply(p, ctx.ws.python, index, offline=offline)
-    except UvError as e:
-        if _freeze(probe_target(ctx.ws.python)) == frozen:  # uv stopped before changing anything
-            history.end(ctx.ws.user_dir, restore=unfinished)
-        raise UvError(
-            e.message,
-            hint=f"the environment before this sync is history entry {entry.id}; "
-            f"`comfylock rollback --to {entry.id}` restores it",
-        ) from None
-    if unfinished:  # uv's uninstall of a half-written package can leave its .dist-info behind
-        sync.remove_torn(target.site_dirs, unfinished.packages)
-    history.end(ctx.ws.user_dir)
+        if unfinished:  # uv's uninstall of a half-written package can leave its .dist-info behind
+            sync.remove_torn(target.site_dirs, unfinished.packages)
     return SyncResult(p, path, entry, False, tuple(warnings))
 
 
@@ -311,7 +320,7 @@ def _freeze(target: Target) -> list[str]:
     return list(target.frozen) if target.frozen is not None else resolve.freeze(target.python)
 
 
-@locked
+@_command
 def rollback(ctx: Context, *, to: int | None = None, dry_run: bool = False) -> SyncResult:
     """Sync a history entry (default: the state before the last sync). Offline first: uv's cache
     holds what was installed before, so a rollback needs no network unless the cache was cleaned."""
@@ -330,7 +339,7 @@ def list_history(ctx: Context) -> list[history.Entry]:
 
 def check(ctx: Context) -> sync.SyncPlan:
     """What differs between the target environment and the lock (an empty plan: they match)."""
-    target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
+    target = ctx.probe.read()
     unfinished = history.pending(ctx.ws.user_dir)
     return sync.plan(
         export.read_any(ctx.lock_path, export.marker_environment(target)),
@@ -351,7 +360,7 @@ def check_report(ctx: Context) -> CheckReport:
     from . import _compile, inspect
 
     ws, cfg = ctx.ws, ctx.config
-    target = probe_target(ws.python, ws.probe_cache)
+    target = ctx.probe.read()
     the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))
     try:
         coll = _collect(ctx, cfg.skip, keep_going=True)
@@ -368,13 +377,13 @@ def check_report(ctx: Context) -> CheckReport:
 # --- the user's own requirements -----------------------------------------------------------------
 
 
-@locked
+@_command
 def add(ctx: Context, specs: Sequence[str]) -> list[str]:
     """Add requirements to the user's own list (replacing an earlier line for the same package)."""
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
-    path = ctx.ws.user_dir / USER_REQUIREMENTS
+    path = ctx.ws.user_requirements
     lines = _user_lines(path)
     for spec in specs:
         try:
@@ -387,12 +396,12 @@ def add(ctx: Context, specs: Sequence[str]) -> list[str]:
     return lines
 
 
-@locked
+@_command
 def remove(ctx: Context, names: Sequence[str]) -> list[str]:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    path = ctx.ws.user_dir / USER_REQUIREMENTS
+    path = ctx.ws.user_requirements
     drop = {canonicalize_name(n) for n in names}
     lines = _user_lines(path)
     missing = drop - {canonicalize_name(Requirement(ln).name) for ln in lines}

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, _report
+from ._cli_out import Out, context, index_given
+from ._cli_out import display as _display
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -98,29 +100,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 _AREAS = ("comfylock._cli_inspect", "comfylock._cli_policy", "comfylock._cli_export")
 
 
-class Out:
-    """Where commands print: plain lines (respecting --quiet/--verbose) or one JSON document."""
-
-    def __init__(self, quiet: bool, verbose: bool, as_json: bool = False) -> None:
-        self.quiet, self.verbose, self.as_json = quiet or as_json, verbose, as_json
-
-    def json(self, command: str, data: dict[str, Any]) -> None:
-        """Print the versioned JSON report of `command` (only under --json)."""
-        if self.as_json:
-            import json
-
-            from ._redact import redact_text
-
-            text = json.dumps({"schema": f"comfylock.{command}/1", **data}, indent=2, sort_keys=True)
-            print(redact_text(text))
-
-    def __call__(self, text: str = "", *, detail: bool = False) -> None:
-        if not self.quiet and (self.verbose or not detail):
-            from ._redact import redact_text
-
-            print(redact_text(text))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     args = build_parser(next((w for w in words if not w.startswith("-")), None)).parse_args(argv)
@@ -171,29 +150,15 @@ def _run(args: argparse.Namespace, out: Out) -> int:
     return args.handler(args, out)
 
 
-def context(args: argparse.Namespace) -> Any:
-    """The api.Context for the ComfyUI and target the arguments name (read once per run)."""
-    from . import api
-
-    return api.Context.open(args.comfyui, python=args.python, lock_file=args.lock)
-
-
 def _compile(args: argparse.Namespace, out: Out) -> int:
     from . import api
 
     ctx = context(args)
-    from .resolve import IndexOptions
-
-    index = None
-    if args.index_url or args.extra_index_url or args.find_links or args.no_index:
-        index = IndexOptions(
-            args.index_url, tuple(args.extra_index_url), tuple(args.find_links), args.no_index
-        ).anchored(Path.cwd())
     r = api.compile(
         ctx,
         upgrade=args.upgrade,
         upgrade_packages=args.upgrade_package,
-        index=index,
+        index=index_given(args),
         offline=args.offline,
         refresh=args.refresh,
         skip_nodes=args.skip_node,
@@ -260,20 +225,12 @@ def _print_changes(
         out(f"{line:<{pad}}  ({why})" if why else line)
 
 
-def _display(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def _sync(args: argparse.Namespace, out: Out) -> int:
     from . import api
 
     ctx = context(args)
     r = api.sync_env(
         ctx,
-        lock_file=Path(args.lock).absolute() if args.lock else None,
         dry_run=args.dry_run,
         offline=args.offline,
         force=args.force,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ._exceptions import WorkspaceError
 from ._fs import is_link
@@ -26,25 +26,84 @@ class Node:
     link: bool | None = field(default=None, compare=False)
 
 
+# comfylock's own policy, merged below the user's; the no-op check watches it like the workspace's files.
+SHIPPED_POLICY = Path(__file__).with_name("pip-policy.json")
+
+
 @dataclass(frozen=True)
 class Workspace:
+    """One ComfyUI install. Every file comfylock keeps in it is named here and nowhere else: the quick
+    no-op check watches these very paths, so a name spelled twice could drift and keep a stale lock
+    "up to date"."""
+
     root: Path  # the ComfyUI folder, absolute
     nodes: tuple[Node, ...]  # enabled node folders, sorted by name (case-insensitive, then exact)
     python: Path  # the target interpreter, absolute
 
+    USER_DIR: ClassVar[tuple[str, ...]] = ("user", "comfylock")  # below the ComfyUI folder
+    USER_POLICY: ClassVar[str] = "pip-policy.user.json"
+    USER_REQUIREMENTS: ClassVar[str] = "requirements.txt"
+    CONFIG: ClassVar[str] = "config.toml"
+    LOCK: ClassVar[str] = "comfylock.lock"
+    HISTORY: ClassVar[str] = "history"
+    PROBE_CACHE: ClassVar[str] = ".target-cache.json"
+    COMPILE_CACHE: ClassVar[str] = ".compile-cache.json"
+
     @property
     def user_dir(self) -> Path:
         """comfylock's own folder inside ComfyUI's user folder: history, config, user requirements."""
-        return self.root / "user" / "comfylock"
+        return self.root.joinpath(*self.USER_DIR)
+
+    @property
+    def user_policy(self) -> Path:
+        """The user's pip-policy.json, above the shipped one and below --policy files."""
+        return self.user_dir / self.USER_POLICY
+
+    @property
+    def user_requirements(self) -> Path:
+        """The user's own requirements (`comfylock add`)."""
+        return self.user_dir / self.USER_REQUIREMENTS
+
+    @property
+    def config_file(self) -> Path:
+        return self.user_dir / self.CONFIG
+
+    @property
+    def history_dir(self) -> Path:
+        return self.user_dir / self.HISTORY
 
     @property
     def probe_cache(self) -> Path:
         """Where the target interpreter's last answer is kept (disposable; see _probecache)."""
-        return self.user_dir / ".target-cache.json"
+        return self.user_dir / self.PROBE_CACHE
+
+    @property
+    def compile_cache(self) -> Path:
+        """What the last compile of each lock read (disposable; see _quick)."""
+        return self.user_dir / self.COMPILE_CACHE
 
     @property
     def default_lock(self) -> Path:
-        return self.root / "comfylock.lock"
+        return self.root / self.LOCK
+
+    @property
+    def version_files(self) -> tuple[Path, ...]:
+        """ComfyUI's files its version is read from, in the order they are tried."""
+        return (self.root / "comfyui_version.py", self.root / "pyproject.toml")
+
+    @property
+    def core_requirements(self) -> Path:
+        return self.root / "requirements.txt"
+
+    def lock_path(self, lock_file: str | os.PathLike[str] | None = None) -> Path:
+        """The lock a command works on: `lock_file` (absolute), else the default one."""
+        return choose_lock(lock_file, lambda: self.default_lock)
+
+
+def choose_lock(lock_file: str | os.PathLike[str] | None, default: Callable[[], Path]) -> Path:
+    """The one place the lock path is decided: `lock_file` made absolute, else `default()` (called only
+    then, so a command given a lock alone needs no ComfyUI folder)."""
+    return Path(lock_file).absolute() if lock_file else default()
 
 
 def _is_comfyui(path: Path) -> bool:
@@ -366,3 +425,30 @@ def remember(target: Target) -> None:
 
         cache, key, answer = target.fresh
         _probecache.store(cache, target.python, key, answer)
+
+
+class TargetProbe:
+    """The one way a command reads the target interpreter: `read()` (its facts, what is installed
+    read afresh) and `keep()` (once the command has succeeded).
+
+    Invariant: every read goes through the workspace's probe cache, so the interpreter runs only when
+    its cached answer no longer holds; an answer that needed such a run is stored for the next run
+    only by `keep()`, so a command that fails or refuses its input writes nothing. A probe is mutable
+    (it collects the fresh answers of one command) and belongs to one api.Context.
+    """
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+        self._fresh: list[Target] = []
+
+    def read(self) -> Target:
+        target = probe_target(self._ws.python, self._ws.probe_cache)
+        if target.fresh is not None:
+            self._fresh.append(target)
+        return target
+
+    def keep(self) -> None:
+        """Store what was read fresh (the last answer wins), then forget it."""
+        fresh, self._fresh = self._fresh, []
+        if fresh:
+            remember(fresh[-1])
