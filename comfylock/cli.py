@@ -6,11 +6,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, _report
 from ._cli_out import Out, context, index_given
 from ._cli_out import display as _display
+
+if TYPE_CHECKING:
+    from ._exceptions import ComfylockError
+    from .api import SyncResult
+    from .lock import Change, Lock
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -113,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _json_error(args, e)
         print(f"comfylock: error: {redact_text(str(e))}", file=sys.stderr)
-        for line in getattr(e, "involved", []):
+        for line in e.involved:
             print(f"  {redact_text(line)}", file=sys.stderr)
         print(redact_text(e.explanation), file=sys.stderr)
         return e.exit_code
@@ -128,21 +133,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _json_error(args: argparse.Namespace, e: Exception) -> None:
+def _json_error(args: argparse.Namespace, e: ComfylockError) -> None:
     """Under --json, the error is a JSON document on stdout too (the one-line message stays on stderr)."""
     if getattr(args, "json", False):
+        from ._exceptions import ResolutionError
+
         data: dict[str, Any] = {
             "error": str(e),
-            "exit_code": getattr(e, "exit_code", 1),
+            "exit_code": e.exit_code,
             "type": type(e).__name__,
         }
-        if hasattr(e, "explanation"):
+        if isinstance(e, ResolutionError):
             data["explanation"] = e.explanation
-            data["packages"] = sorted(getattr(e, "packages", ()))
-        if getattr(e, "attribution", None) is not None:
-            from .explain import to_json
+            data["packages"] = sorted(e.packages)
+            if e.attribution is not None:
+                from .explain import to_json
 
-            data["attribution"] = to_json(e.attribution)  # type: ignore[attr-defined]
+                data["attribution"] = to_json(e.attribution)
         Out(False, False, True).json("error", data)
 
 
@@ -199,7 +206,7 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
     return 0
 
 
-def _causes(lock: Any) -> dict[str, str]:
+def _causes(lock: Lock) -> dict[str, str]:
     """name -> the nodes that asked for it, or the packages that pulled it in."""
     out = {}
     for pin in lock.pins:
@@ -209,7 +216,7 @@ def _causes(lock: Any) -> dict[str, str]:
 
 
 def _print_changes(
-    out: Out, changes: Sequence[Any], label: str, causes: dict[str, str] | None = None
+    out: Out, changes: Sequence[Change], label: str, causes: dict[str, str] | None = None
 ) -> None:
     from .lock import summarize
 
@@ -238,7 +245,7 @@ def _sync(args: argparse.Namespace, out: Out) -> int:
     return _report_sync(r, out, "sync")
 
 
-def _report_sync(r: Any, out: Out, what: str) -> int:
+def _report_sync(r: SyncResult, out: Out, what: str) -> int:
     out.json(what, _report.sync_report(r))
     for w in r.warnings:
         out(f"warning: {w}")

@@ -172,7 +172,11 @@ def with_attribution(error: ResolutionError, a: Attribution) -> ResolutionError:
     """The error to raise: same message, the culprits in the hint, the report as `involved` lines (what
     cli.main prints before uv's explanation) and the Attribution itself (for --json)."""
     hint = f"involved: {', '.join(a.groups)}; ways out below" if a.groups else error.hint
-    err = ResolutionError(error.message, explanation=error.explanation, packages=error.packages, hint=hint)
-    err.attribution = a  # type: ignore[attr-defined]
-    err.involved = format_attribution(a, explanation=False)  # type: ignore[attr-defined]
-    return err
+    return ResolutionError(
+        error.message,
+        explanation=error.explanation,
+        packages=error.packages,
+        hint=hint,
+        attribution=a,
+        involved=format_attribution(a, explanation=False),
+    )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +19,34 @@ from ._names import canon
 from .lock import Change, Lock, format_body
 from .resolve import IndexOptions
 
-# Never removed from the environment comfylock or uv runs in, nor pip (a user's way out). uv itself
-# leaves pip, setuptools and wheel alone; it would remove the rest, so they are kept by pinning their
-# installed versions into what uv syncs to.
-PROTECTED = frozenset({"comfylock", "uv", "packaging", "tomli-w", "tomli", "pip", "setuptools", "wheel"})
+
+def _own_requirements() -> set[str]:
+    """The names comfylock's installed metadata requires (any marker, no extra): what
+    `importlib.metadata.requires("comfylock")` lists, read from the .dist-info folder itself, as
+    _envscan reads the target's, because importing importlib.metadata costs a no-op sync 20 ms or more."""
+    for folder in sys.path:
+        try:
+            entries = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.endswith(".dist-info") and canon(entry.partition("-")[0]) == "comfylock":
+                try:
+                    text = Path(folder, entry, "METADATA").read_text(encoding="utf-8", errors="replace")
+                except OSError:
+                    return set()
+                head = text.partition("\n\n")[0].splitlines()
+                reqs = [ln.partition(":")[2].strip() for ln in head if ln.startswith("Requires-Dist:")]
+                return {
+                    canon(re.split(r"[\s\[(;<>=!~]", r, maxsplit=1)[0]) for r in reqs if "extra ==" not in r
+                }
+    return set()
+
+
+# Never removed from the environment comfylock or uv runs in: comfylock and what it needs to run (from
+# its own metadata), nor pip (a user's way out). uv itself leaves pip, setuptools and wheel alone; it
+# would remove the rest, so they are kept by pinning their installed versions into what uv syncs to.
+PROTECTED = frozenset({"comfylock", "pip", "setuptools", "wheel", *_own_requirements()})
 
 
 @dataclass(frozen=True)
@@ -151,18 +177,3 @@ def _remove_listed(site: Path, paths: Iterable[str]) -> None:
                 path.unlink()
         except OSError:
             pass
-
-
-def installed_from_freeze(lines: list[str]) -> dict[str, str]:
-    """{name: version} from `uv pip freeze` lines; URL installs map to their spec."""
-    out: dict[str, str] = {}
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith(("#", "-")):
-            continue
-        if "==" in line:
-            name, _, version = line.partition("==")
-            out[canon(name.strip())] = version.strip()
-        elif " @ " in line:
-            out[canon(line.split(" @ ")[0])] = line
-    return out
