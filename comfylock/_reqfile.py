@@ -20,8 +20,8 @@ from packaging.requirements import Requirement
 from ._exceptions import InputError
 from ._fs import read_text_file as _read_text
 from ._fs import resolve_path as _resolve
-from .collect import CORE, INDEX_OPTIONS, USER, BadLine, IndexOption, NodeInput, Req, Source
-from .config import toml
+from ._reqtypes import CORE, USER, BadLine, IndexOption, NodeInput, Req, Source
+from .config import INDEX_OPTIONS, toml
 
 MAX_DEPTH = 16  # include nesting; keeps a hostile chain of files from reaching Python's recursion limit
 

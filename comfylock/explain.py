@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import resolve
 from ._exceptions import ResolutionError
 from ._explain_search import attribute
 from ._explain_terms import (
@@ -105,7 +106,6 @@ def resolver_for(request: Any) -> ResolveFn:
     """A ResolveFn resolving like `request` (a resolve.ResolveRequest: same target, index, flags,
     overrides, preferences) with other inputs. Offline first, since the failed compile warmed uv's
     cache; online again only when the cache lacks something and the user did not ask for --offline."""
-    from . import resolve
 
     def run(
         inputs: Mapping[str, Sequence[str]], *, constraints: Sequence[str] = (), overrides: Sequence[str] = ()

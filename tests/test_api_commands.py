@@ -58,9 +58,8 @@ def test_import_snapshot_writes_the_lock_under_the_workspace_lock(comfy, venv, t
         return real(path, the_lock)
 
     monkeypatch.setattr(lock, "write_lock", write_and_probe)
-    ctx = api.Context.open(root, python=venv)
-    r = api.import_snapshot(ctx, snap)
-    assert r.written and seen and seen[0] != 0
+    assert run(root, venv, None, "import-snapshot", str(snap)) == 0
+    assert seen and seen[0] != 0
 
 
 def test_lock_only_commands_need_no_comfyui_folder_and_return_typed_results(
