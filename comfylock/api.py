@@ -311,6 +311,7 @@ def sync_env(
         sync.apply(p, ctx.ws.python, index, offline=offline)
         if unfinished:  # uv's uninstall of a half-written package can leave its .dist-info behind
             sync.remove_torn(target.site_dirs, unfinished.packages)
+    ctx.probe.forget()  # read before uv changed the environment (.pth files too): the next run probes
     return SyncResult(p, path, entry, False, tuple(warnings))
 
 

@@ -433,7 +433,8 @@ class TargetProbe:
 
     Invariant: every read goes through the workspace's probe cache, so the interpreter runs only when
     its cached answer no longer holds; an answer that needed such a run is stored for the next run
-    only by `keep()`, so a command that fails or refuses its input writes nothing. A probe is mutable
+    only by `keep()`, so a command that fails or refuses its input writes nothing, and not at all
+    after `forget()` (a sync that changed the environment calls it). A probe is mutable
     (it collects the fresh answers of one command) and belongs to one api.Context.
     """
 
@@ -446,6 +447,10 @@ class TargetProbe:
         if target.fresh is not None:
             self._fresh.append(target)
         return target
+
+    def forget(self) -> None:
+        """Drop what was read fresh: it was read before the command changed the environment."""
+        self._fresh = []
 
     def keep(self) -> None:
         """Store what was read fresh (the last answer wins), then forget it."""
