@@ -11,23 +11,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Compile's modules (collect, policy, the fingerprint, conflict explanation, duplicate imports) are
-# imported inside the functions that use them: a no-op `sync` at every ComfyUI start needs none.
+# imported inside the functions that use them, the other commands' modules on first use (__getattr__,
+# at the end): a no-op `sync` at every ComfyUI start needs none.
 from . import _quick, _synctxn, export, history, lock, resolve, sync
-from ._api_lock import (
-    DiffResult,
-    Exported,
-    NodesResult,
-    WhyResult,
-    diff,
-    export_lock,
-    import_snapshot,
-    nodes,
-    why,
-)
-from ._api_policy import PolicyCheck, PolicyFile, PolicyPackage, PolicyShow, policy_check, policy_show
 from ._context import Context, given_index, lock_path
 from ._context import command as _command
 from ._exceptions import InputError, LockFileError, UvError
@@ -39,6 +28,18 @@ from .workspace import Target, Workspace
 
 if TYPE_CHECKING:
     from . import collect, inspect, policy
+    from ._api_lock import (
+        DiffResult,
+        Exported,
+        NodesResult,
+        WhyResult,
+        diff,
+        export_lock,
+        import_snapshot,
+        nodes,
+        why,
+    )
+    from ._api_policy import PolicyCheck, PolicyFile, PolicyPackage, PolicyShow, policy_check, policy_show
 
 __all__ = [
     "USER_POLICY",
@@ -421,3 +422,34 @@ def _user_lines(path: Path) -> list[str]:
         for ln in path.read_text(encoding="utf-8").splitlines()
         if ln.strip() and not ln.lstrip().startswith("#")
     ]
+
+
+# The other commands, from their own modules (see the note at the imports).
+_ELSEWHERE = {
+    **dict.fromkeys(
+        (
+            "DiffResult",
+            "Exported",
+            "NodesResult",
+            "WhyResult",
+            "diff",
+            "export_lock",
+            "import_snapshot",
+            "nodes",
+            "why",
+        ),
+        "._api_lock",
+    ),
+    **dict.fromkeys(
+        ("PolicyCheck", "PolicyFile", "PolicyPackage", "PolicyShow", "policy_check", "policy_show"),
+        "._api_policy",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ELSEWHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_ELSEWHERE[name], __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
