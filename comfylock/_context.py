@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from ._filelock import locked
 from .config import Config, load_config
 from .resolve import IndexOptions
-from .workspace import TargetProbe, Workspace, choose_lock, open_workspace
+from .workspace import Target, Workspace, open_workspace, probe_target, remember
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -35,7 +35,7 @@ class Context:
         lock_file: str | os.PathLike[str] | None = None,
     ) -> Context:
         ws = open_workspace(comfyui, python)
-        return cls(ws, load_config(ws.user_dir), ws.lock_path(lock_file))
+        return cls(ws, load_config(ws.user_dir), choose_lock(lock_file, lambda: ws.default_lock))
 
     def index(self, given: IndexOptions | None = None, *, uv_env: bool = True) -> IndexOptions:
         """The index options a command uses: `given` (see `given_index`), else the config's, else (with
@@ -89,3 +89,41 @@ def command(fn: _F) -> _F:
         return result
 
     return locked(keeping)  # type: ignore[return-value]
+
+
+def choose_lock(lock_file: str | os.PathLike[str] | None, default: Callable[[], Path]) -> Path:
+    """The one place the lock path is decided: `lock_file` made absolute, else `default()` (called only
+    then, so a command given a lock alone needs no ComfyUI folder)."""
+    return Path(lock_file).absolute() if lock_file else default()
+
+
+class TargetProbe:
+    """The one way a command reads the target interpreter: `read()` (its facts, what is installed
+    read afresh) and `keep()` (once the command has succeeded).
+
+    Invariant: every read goes through the workspace's probe cache, so the interpreter runs only when
+    its cached answer no longer holds; an answer that needed such a run is stored for the next run
+    only by `keep()`, so a command that fails or refuses its input writes nothing, and not at all
+    after `forget()` (a sync that changed the environment calls it). A probe is mutable
+    (it collects the fresh answers of one command) and belongs to one api.Context.
+    """
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+        self._fresh: list[Target] = []
+
+    def read(self) -> Target:
+        target = probe_target(self._ws.python, self._ws.probe_cache)
+        if target.fresh is not None:
+            self._fresh.append(target)
+        return target
+
+    def forget(self) -> None:
+        """Drop what was read fresh: it was read before the command changed the environment."""
+        self._fresh = []
+
+    def keep(self) -> None:
+        """Store what was read fresh (the last answer wins), then forget it."""
+        fresh, self._fresh = self._fresh, []
+        if fresh:
+            remember(fresh[-1])

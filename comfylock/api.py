@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 # imported inside the functions that use them, the other commands' modules on first use (__getattr__,
 # at the end): a no-op `sync` at every ComfyUI start needs none.
 from . import _quick, _synctxn, export, history, lock, resolve, sync
-from ._context import Context, given_index, lock_path
+from ._context import Context
 from ._context import command as _command
+from ._context import given_index as given_index
+from ._context import lock_path as lock_path
 from ._exceptions import InputError, LockFileError, UvError
 from ._fs import atomic_write
 from ._redact import restore
@@ -28,52 +30,24 @@ from .workspace import Target, Workspace
 
 if TYPE_CHECKING:
     from . import collect, inspect, policy
-    from ._api_lock import (
-        DiffResult,
-        Exported,
-        NodesResult,
-        WhyResult,
-        diff,
-        export_lock,
-        import_snapshot,
-        nodes,
-        why,
-    )
-    from ._api_policy import PolicyCheck, PolicyFile, PolicyPackage, PolicyShow, policy_check, policy_show
 
-__all__ = [
-    "USER_POLICY",
-    "USER_REQUIREMENTS",
-    "CheckReport",
-    "CompileResult",
-    "Context",
-    "SyncResult",
-    "add",
-    "check",
-    "check_report",
-    "compile",
-    "list_history",
-    "remove",
-    "rollback",
-    "sync_env",
-    "DiffResult",
-    "Exported",
-    "NodesResult",
-    "PolicyCheck",
-    "PolicyFile",
-    "PolicyPackage",
-    "PolicyShow",
-    "WhyResult",
-    "diff",
-    "export_lock",
-    "given_index",
-    "import_snapshot",
-    "lock_path",
-    "nodes",
-    "policy_check",
-    "policy_show",
-    "why",
-]
+    # What __getattr__ (at the end) gives, for type checkers; `X as X` marks each as exported.
+    from ._api_lock import DiffResult as DiffResult
+    from ._api_lock import Exported as Exported
+    from ._api_lock import NodesResult as NodesResult
+    from ._api_lock import WhyResult as WhyResult
+    from ._api_lock import diff as diff
+    from ._api_lock import export_lock as export_lock
+    from ._api_lock import import_snapshot as import_snapshot
+    from ._api_lock import nodes as nodes
+    from ._api_lock import why as why
+    from ._api_policy import PolicyCheck as PolicyCheck
+    from ._api_policy import PolicyFile as PolicyFile
+    from ._api_policy import PolicyPackage as PolicyPackage
+    from ._api_policy import PolicyShow as PolicyShow
+    from ._api_policy import policy_check as policy_check
+    from ._api_policy import policy_show as policy_show
+
 
 # The user's files, for callers that imported them from here; Workspace names every file.
 USER_REQUIREMENTS = Workspace.USER_REQUIREMENTS

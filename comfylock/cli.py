@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -344,7 +344,7 @@ def _remove(args: argparse.Namespace, out: Out) -> int:
     return 0
 
 
-_COMMANDS: dict[str, Any] = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Out], int]] = {
     "compile": _compile,
     "sync": _sync,
     "rollback": _rollback,

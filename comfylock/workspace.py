@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -94,16 +94,6 @@ class Workspace:
     @property
     def core_requirements(self) -> Path:
         return self.root / "requirements.txt"
-
-    def lock_path(self, lock_file: str | os.PathLike[str] | None = None) -> Path:
-        """The lock a command works on: `lock_file` (absolute), else the default one."""
-        return choose_lock(lock_file, lambda: self.default_lock)
-
-
-def choose_lock(lock_file: str | os.PathLike[str] | None, default: Callable[[], Path]) -> Path:
-    """The one place the lock path is decided: `lock_file` made absolute, else `default()` (called only
-    then, so a command given a lock alone needs no ComfyUI folder)."""
-    return Path(lock_file).absolute() if lock_file else default()
 
 
 def _is_comfyui(path: Path) -> bool:
@@ -425,35 +415,3 @@ def remember(target: Target) -> None:
 
         cache, key, answer = target.fresh
         _probecache.store(cache, target.python, key, answer)
-
-
-class TargetProbe:
-    """The one way a command reads the target interpreter: `read()` (its facts, what is installed
-    read afresh) and `keep()` (once the command has succeeded).
-
-    Invariant: every read goes through the workspace's probe cache, so the interpreter runs only when
-    its cached answer no longer holds; an answer that needed such a run is stored for the next run
-    only by `keep()`, so a command that fails or refuses its input writes nothing, and not at all
-    after `forget()` (a sync that changed the environment calls it). A probe is mutable
-    (it collects the fresh answers of one command) and belongs to one api.Context.
-    """
-
-    def __init__(self, ws: Workspace) -> None:
-        self._ws = ws
-        self._fresh: list[Target] = []
-
-    def read(self) -> Target:
-        target = probe_target(self._ws.python, self._ws.probe_cache)
-        if target.fresh is not None:
-            self._fresh.append(target)
-        return target
-
-    def forget(self) -> None:
-        """Drop what was read fresh: it was read before the command changed the environment."""
-        self._fresh = []
-
-    def keep(self) -> None:
-        """Store what was read fresh (the last answer wins), then forget it."""
-        fresh, self._fresh = self._fresh, []
-        if fresh:
-            remember(fresh[-1])
