@@ -329,6 +329,7 @@ class CheckReport:
     plan: sync.SyncPlan
     stale: tuple[inspect.Stale, ...] = ()
     broken: tuple[inspect.Broken, ...] = ()
+    unfinished: history.Pending | None = None  # a sync that did not finish (killed or failed)
 
 
 def check_report(ctx: Context) -> CheckReport:
@@ -347,7 +348,7 @@ def check_report(ctx: Context) -> CheckReport:
     broken = inspect.parse_pip_check(resolve.pip_check(ws.python))
     unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
     p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
-    return CheckReport(p, tuple(stale), tuple(broken))
+    return CheckReport(p, tuple(stale), tuple(broken), unfinished)
 
 
 # --- the user's own requirements -----------------------------------------------------------------

@@ -312,9 +312,7 @@ def _check(args: argparse.Namespace, out: Out) -> int:
         "downgraded": "other version",
         "changed": "other version",
     }
-    from . import history
-
-    unfinished = history.pending(ctx.ws.user_dir)
+    unfinished = r.unfinished
     if unfinished is not None:
         out(
             f"a sync did not finish ({len(unfinished.packages)} packages may be half-installed): "
