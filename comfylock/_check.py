@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import _compile, _envstate, _quick, export, history, inspect, resolve, sync
+from ._context import Context
 from ._exceptions import ComfylockError
 from ._fingerprint import policy_names
 from ._stale import Intended, explain, index_from_args, read_inputs, split_broken, torch_choice_for
-from .api import USER_POLICY, Context, _collect
+from .api import _collect
 from .lock import Lock
 from .resolve import IndexOptions
-from .workspace import Target, probe_target
+from .workspace import Target
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def check_report(ctx: Context) -> CheckReport:
 
     ws = ctx.ws
     check_node_names(ws, (), ctx.config)
-    target = probe_target(ws.python, ws.probe_cache)
+    target = ctx.probe.read()
     the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))
     try:
         stale = _stale_now(ctx, target, the_lock)
@@ -54,7 +55,7 @@ def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Sta
     if "fingerprint" not in the_lock.meta:
         return []  # a pylock or a plain requirements file: nothing to compare
     ws, cfg = ctx.ws, ctx.config
-    args = _quick.recorded_args(_quick.cache_path(ws), ctx.lock_path)
+    args = _quick.recorded_args(ws.compile_cache, ctx.lock_path)
     if args is not None:
         skip = frozenset(args.get("skip") or ())
         index = index_from_args(args.get("index") or [])
@@ -77,7 +78,7 @@ def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Sta
         cfg,
         target,
         coll,
-        ws.user_dir / USER_POLICY,
+        ws.user_policy,
         files,
         default_policy,
         index,

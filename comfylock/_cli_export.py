@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._cli_out import Out, context, index_given
 from ._redact import redact_text
 
 
@@ -56,92 +57,43 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     p.set_defaults(handler=_import_snapshot)
 
 
-def _context(args: argparse.Namespace) -> Any:
-    from .cli import context
-
-    return context(args)
-
-
-def _emit(text: str, output: str | None, out: Any) -> Path | None:
-    """Write an export to FILE (atomically) or, with no FILE or '-', to standard output."""
+def _export(args: argparse.Namespace, out: Out) -> int:
+    from . import api
     from ._exceptions import InputError
-    from ._fs import atomic_write
 
-    if output in (None, "-"):
+    r = api.export_lock(
+        context(args), args.format, output=args.output, index_options=not args.no_index_options
+    )
+    if r.text is not None:
         if out.as_json:
             raise InputError("--json prints the report on standard output", hint="give -o FILE")
-        sys.stdout.write(text)
-        return None
-    path = Path(output).absolute()
-    atomic_write(path, text)
-    return path
-
-
-def _export(args: argparse.Namespace, out: Any) -> int:
-    from . import export, snapshot
-
-    ctx = _context(args)
-    the_lock = export.read_any(ctx.lock_path)
-    notes: list[str] = []
-    if not the_lock.intact:
-        notes.append(f"{ctx.lock_path.name} was edited since comfylock wrote it")
-    if args.format == "pylock":
-        dest = Path(args.output).absolute() if args.output else export.default_pylock_path(ctx.lock_path)
-        result = export.export_pylock(
-            the_lock, dest, python=ctx.ws.python, source=ctx.lock_path.name, cwd=ctx.ws.root
-        )
-        path: Path | None = result.path
-    elif args.format == "requirements":
-        text = export.export_requirements(the_lock, index_options=not args.no_index_options)
-        path = _emit(text, args.output, out)
-    else:
-        data, more = snapshot.to_manager_snapshot(the_lock, ctx.ws.root)
-        notes += more
-        yaml = args.output is not None and Path(args.output).suffix.lower() in (".yaml", ".yml")
-        path = _emit(snapshot.format_manager_snapshot(data, yaml=yaml), args.output, out)
-    to_stdout = path is None
-    for n in notes:
-        if to_stdout:  # the export itself is on standard output: notes go aside so a pipe stays clean
+        sys.stdout.write(r.text)
+    for n in r.notes:
+        if r.output is None:  # the export itself is on standard output: notes go aside so a pipe stays clean
             print(redact_text(f"note: {n}"), file=sys.stderr)
         else:
             out(f"note: {n}")
-    if not to_stdout:
-        out(f"wrote {path} ({args.format}, {len(the_lock.pins)} packages from {ctx.lock_path.name})")
+    if r.output is not None:
+        out(f"wrote {r.output} ({r.format}, {r.packages} packages from {r.lock_path.name})")
     out.json(
         "export",
         {
-            "format": args.format,
-            "lock": str(ctx.lock_path),
-            "output": None if path is None else str(path),
-            "packages": len(the_lock.pins),
-            "notes": notes,
-            "intact": the_lock.intact,
+            "format": r.format,
+            "lock": str(r.lock_path),
+            "output": None if r.output is None else str(r.output),
+            "packages": r.packages,
+            "notes": list(r.notes),
+            "intact": r.intact,
         },
     )
     return 0
 
 
-def _import_snapshot(args: argparse.Namespace, out: Any) -> int:
-    from . import snapshot
-    from .resolve import IndexOptions
-
-    ctx = _context(args)
-    if args.index_url or args.extra_index_url or args.find_links or args.no_index:
-        index = IndexOptions(
-            args.index_url, tuple(args.extra_index_url), tuple(args.find_links), args.no_index
-        )
-    else:
-        index = ctx.config.index
-    r = snapshot.import_snapshot(
-        Path(args.snapshot),
-        ctx.lock_path,
-        options=index.lines(),
-        torch_index=ctx.config.torch_index,
-        no_index=index.no_index,
-        dry_run=args.dry_run,
-    )
+def _import_snapshot(args: argparse.Namespace, out: Out) -> int:
+    from . import api
     from .lock import summarize
 
+    r = api.import_snapshot(context(args), Path(args.snapshot), index=index_given(args), dry_run=args.dry_run)
     nodes = r.lock.lists.get("node", ())
     verb = "wrote" if r.written else "would write"
     name = Path(args.snapshot).name

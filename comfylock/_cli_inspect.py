@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .cli import _display
+from ._cli_out import Out, where
+from ._cli_out import display as _display
+
+if TYPE_CHECKING:
+    from ._stale import Intended
+    from .inspect import Broken, Caused, Duplicate, Stale
 
 
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -38,22 +42,11 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     p.set_defaults(handler=_nodes)
 
 
-def _lock_path(args: argparse.Namespace) -> Path:
-    if args.lock:  # a lock alone needs no ComfyUI folder
-        return Path(args.lock).absolute()
-    from .cli import context
+def _why(args: argparse.Namespace, out: Out) -> int:
+    from . import api
 
-    return context(args).lock_path
-
-
-def _why(args: argparse.Namespace, out: Any) -> int:
-    from . import inspect
-    from .lock import pin_versions, read_lock
-
-    path = _lock_path(args)
-    lock = read_lock(path)
-    w = inspect.why(lock, args.package)
-    versions = pin_versions(lock)
+    r = api.why(args.package, **where(args))
+    path, w, versions = r.lock_path, r.why, r.versions
     chains = [
         {**dataclasses.asdict(c.request), "path": [{"name": n, "version": versions.get(n)} for n in c.path]}
         for c in w.chains
@@ -92,12 +85,11 @@ def _why(args: argparse.Namespace, out: Any) -> int:
     return 0
 
 
-def _nodes(args: argparse.Namespace, out: Any) -> int:
-    from . import inspect
-    from .lock import read_lock
+def _nodes(args: argparse.Namespace, out: Out) -> int:
+    from . import api
 
-    path = _lock_path(args)
-    infos = inspect.nodes(read_lock(path))
+    r = api.nodes(**where(args))
+    path, infos = r.lock_path, r.nodes
     out.json("nodes", {"nodes": [dataclasses.asdict(n) for n in infos]})
     width = max((len(n.name) for n in infos), default=0)
     for n in infos:
@@ -112,34 +104,18 @@ def _nodes(args: argparse.Namespace, out: Any) -> int:
     return 0
 
 
-def _diff(args: argparse.Namespace, out: Any) -> int:
-    from . import inspect
-    from .sync import PROTECTED
+def _diff(args: argparse.Namespace, out: Out) -> int:
+    from . import api
 
-    path = _lock_path(args)
-    labels = [args.old, args.new or _display(path)]
-    cache: dict[str, Mapping[str, str]] = {}
-
-    def installed() -> Mapping[str, str]:
-        if "env" not in cache:
-            from .cli import context
-            from .workspace import probe_target
-
-            cache["env"] = probe_target(context(args).ws.python).installed
-        return cache["env"]
-
-    old = inspect.read_side(args.old, path, installed)
-    new = inspect.read_side(args.new, path, installed) if args.new else inspect.read_side(str(path), path)
-    # A side without nodes is an environment (`env`, a history entry, a freeze): sync never removes
-    # the protected packages, so one side lacking them is no change.
-    ignore = PROTECTED if not old.lists.get("node") or not new.lists.get("node") else frozenset()
-    causes = inspect.diff(old, new, ignore=ignore)
+    r = api.diff(args.old, args.new, **where(args))
+    labels = [r.old, r.new or _display(r.lock_path)]
+    causes = r.changes
     out.json("diff", {"old": labels[0], "new": labels[1], "changes": changes_json(causes)})
     print_changes(out, causes, f"{labels[0]} -> {labels[1]}")
     return 0
 
 
-def changes_json(causes: Sequence[Any]) -> list[dict[str, Any]]:
+def changes_json(causes: Sequence[Caused]) -> list[dict[str, Any]]:
     return [
         {
             "name": c.change.name,
@@ -156,7 +132,7 @@ def changes_json(causes: Sequence[Any]) -> list[dict[str, Any]]:
 MARKS = {"added": "+", "removed": "-", "upgraded": "^", "downgraded": "v", "changed": "~"}
 
 
-def print_changes(out: Any, causes: Sequence[Any], label: str) -> None:
+def print_changes(out: Out, causes: Sequence[Caused], label: str) -> None:
     """A diff (inspect.Caused records) with the nodes behind each change."""
     from .lock import summarize
 
@@ -169,10 +145,10 @@ def print_changes(out: Any, causes: Sequence[Any], label: str) -> None:
 
 
 def report_lines(
-    duplicates: Sequence[Any] = (),
-    stale: Sequence[Any] = (),
-    broken: Sequence[Any] = (),
-    intended: Sequence[Any] = (),
+    duplicates: Sequence[Duplicate] = (),
+    stale: Sequence[Stale] = (),
+    broken: Sequence[Broken] = (),
+    intended: Sequence[Intended] = (),
 ) -> list[str]:
     """Lines for what `compile` and `check` add to their output: duplicate imports (inspect.Duplicate),
     a stale lock (inspect.Stale), broken requirements in the environment (inspect.Broken) and what

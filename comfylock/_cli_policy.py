@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._cli_out import Out, context
 from ._redact import redact_text
 
 
@@ -53,47 +54,48 @@ def _sources(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-default-policy", action="store_true", help="leave out comfylock's shipped policy")
 
 
-def _user_file(args: argparse.Namespace) -> Path:
-    from .api import USER_POLICY
-    from .cli import context
+def _show(args: argparse.Namespace, out: Out) -> int:
+    from . import api
 
-    return Path(context(args).ws.user_dir) / USER_POLICY
-
-
-def _show(args: argparse.Namespace, out: Any) -> int:
-    from . import policy
-
-    user = _user_file(args)
-    pol = policy.load_policy(user, [Path(p) for p in args.policy], base=not args.no_default_policy)
-    files = [{"origin": o, "path": _path(o), "role": _role(o, user)} for o in pol.files]
-    packages = {
-        name: {
-            "origin": pol.origins[name],
-            "path": _path(pol.origins[name]),
-            "line": pol.sources[name].line if name in pol.sources else None,
-            "role": _role(pol.origins[name], user),
-            "shadows": list(pol.shadowed.get(name, ())),
-            "sections": {k: [dict(e) for e in v] for k, v in sections.items()},
-        }
-        for name, sections in pol.entries.items()
-    }
-    out.json("policy-show", {"files": files, "user_file": str(user), "packages": packages})
+    r = api.policy_show(
+        context(args), [Path(p) for p in args.policy], default_policy=not args.no_default_policy
+    )
+    user = r.user_file
+    files = [{"origin": f.origin, "path": f.path, "role": f.role} for f in r.files]
+    out.json(
+        "policy-show",
+        {
+            "files": files,
+            "user_file": str(user),
+            "packages": {
+                p.name: {
+                    "origin": p.file.origin,
+                    "path": p.file.path,
+                    "line": p.line,
+                    "role": p.file.role,
+                    "shadows": [f.origin for f in p.shadows],
+                    "sections": {k: [dict(e) for e in v] for k, v in p.sections.items()},
+                }
+                for p in r.packages
+            },
+        },
+    )
     out("policy files, lowest priority first:")
-    for i, f in enumerate(files, 1):
-        out(f"  {i}. {f['role']:<8} {f['path']}")
+    for i, f in enumerate(r.files, 1):
+        out(f"  {i}. {f.role:<8} {f.path}")
     if not user.is_file():
         out(f"  (no user policy at {user})")
     out()
-    if not packages:
+    if not r.packages:
         out("no policy entries")
-    for name, info in packages.items():
-        where = f"{Path(info['path']).name}:{info['line']}" if info["line"] else Path(info["path"]).name
-        over = [_role(o, user) for o in info["shadows"]]
+    for p in r.packages:
+        where = f"{Path(p.file.path).name}:{p.line}" if p.line else Path(p.file.path).name
+        over = [f.role for f in p.shadows]
         replaces = f" (replaces the {', '.join(over)} entry)" if over else ""
-        out(f"{name}  [{info['role']}, {where}]{replaces}")
-        if not info["sections"]:
+        out(f"{p.name}  [{p.file.role}, {where}]{replaces}")
+        if not p.sections:
             out("  (empty: disables the lower files' entry)")
-        for section, entries in info["sections"].items():
+        for section, entries in p.sections.items():
             for i, entry in enumerate(entries):
                 out(f"  {section}[{i}]: {describe(section, entry)}")
                 if entry.get("reason"):
@@ -101,25 +103,24 @@ def _show(args: argparse.Namespace, out: Any) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace, out: Any) -> int:
-    from . import policy
+def _check(args: argparse.Namespace, out: Out) -> int:
+    from . import api
 
-    extras = [Path(p) for p in args.policy]
-    if args.file is not None:
-        targets = [Path(args.file), *extras]
-    else:
-        user = _user_file(args)
-        if not user.is_file():
-            out(f"no user policy at {user}")
-        targets = ([user] if user.is_file() else []) + extras
-    base = not args.no_default_policy
-    problems = policy.check_policy_files(targets, base=base)
-    shown = ([str(policy.BASE_POLICY)] if base else []) + [str(t) for t in targets]
+    r = api.policy_check(
+        None if args.file is None else Path(args.file),
+        [Path(p) for p in args.policy],
+        default_policy=not args.no_default_policy,
+        comfyui=args.comfyui,
+        python=args.python,
+    )
+    if r.missing_user_file is not None:
+        out(f"no user policy at {r.missing_user_file}")
+    problems = r.problems
     out.json(
         "policy-check",
         {
-            "files": shown,
-            "default_policy": base,
+            "files": list(r.files),
+            "default_policy": r.default_policy,
             "ok": not problems,
             "problems": [dataclasses.asdict(p) for p in problems],
         },
@@ -127,27 +128,13 @@ def _check(args: argparse.Namespace, out: Any) -> int:
     if not out.as_json:
         for p in problems:
             print(redact_text(str(p)))  # even under --quiet: the errors the command exists to report
-    checked = ", ".join(shown) or "no files"
+    checked = ", ".join(r.files) or "no files"
     if problems:
         files = len({p.file for p in problems})
         out(f"{len(problems)} problem{'s' * (len(problems) != 1)} in {files} file{'s' * (files != 1)}")
         return 2
     out(f"policy OK: {checked}")
     return 0
-
-
-def _path(origin: str) -> str:
-    from .policy import BASE_ORIGIN, BASE_POLICY
-
-    return str(BASE_POLICY) if origin == BASE_ORIGIN else origin
-
-
-def _role(origin: str, user: Path) -> str:
-    from .policy import BASE_ORIGIN
-
-    if origin == BASE_ORIGIN:
-        return "default"
-    return "user" if origin == str(user) else "--policy"
 
 
 def describe(section: str, entry: Mapping[str, Any]) -> str:

@@ -5,6 +5,7 @@ arrives as a dependency), and the lock it writes with every pin's provenance."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,8 +59,9 @@ def resolve_name(spec: str) -> str:
     return str(canonicalize_name(spec.split("<")[0].split(">")[0].split("=")[0].split("!")[0].strip()))
 
 
-def comfyui_version(root: Path) -> str | None:
-    for path in (root / "comfyui_version.py", root / "pyproject.toml"):
+def comfyui_version(files: Iterable[Path]) -> str | None:
+    """ComfyUI's version from the first of `files` (Workspace.version_files) that states one."""
+    for path in files:
         try:
             text = read_bytes(path).decode("utf-8", errors="replace")
         except (OSError, InputError):

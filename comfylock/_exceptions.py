@@ -6,7 +6,12 @@ could not be carried out (a resolution conflict, uv failing), as `uv` and `pip` 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._explain_terms import Attribution
 
 
 class ComfylockError(Exception):
@@ -61,6 +66,12 @@ class BusyError(ComfylockError):
     exit_code = 1
 
 
+class WriteError(ComfylockError):
+    """A file comfylock must write could not be written (disk full, no permission); the old one stays."""
+
+    exit_code = 1
+
+
 class UvError(ComfylockError):
     """uv ran and failed for a reason other than an unsatisfiable resolution. `details`: uv's own
     standard error, whole (printed under --verbose and in --json); the message already carries its
@@ -93,7 +104,11 @@ class ResolutionError(ComfylockError):
         explanation: str,
         packages: frozenset[str] = frozenset(),
         hint: str | None = None,
+        attribution: Attribution | None = None,
+        involved: Sequence[str] = (),
     ) -> None:
         super().__init__(message, hint=hint)
         self.explanation = explanation
         self.packages = packages
+        self.attribution = attribution  # which inputs conflict (explain.attribute), when it was worked out
+        self.involved = tuple(involved)  # that attribution as lines, printed before uv's explanation

@@ -13,10 +13,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from ._exceptions import ResolutionError
 from ._names import canon
 from .lock import Request
+from .workspace import Workspace
 
 DEFAULT_BUDGET = 12
 POLICY = "<policy>"  # constraints made by policies: in every trial, never a group to leave out
-POLICY_FILE = "user/comfylock/pip-policy.user.json"
+POLICY_FILE = "/".join((*Workspace.USER_DIR, Workspace.USER_POLICY))
 
 # One requirement line that takes part: the record the lock keeps under a pin (node, file relative to
 # the node folder, line, text); policy-made constraints read ("policy", "pip-policy", 0, text).

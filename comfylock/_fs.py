@@ -12,17 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import ComfylockError, InputError
+from ._exceptions import InputError, WriteError
 
 MAX_BYTES = 1 << 20  # no real requirements file comes near this; anything bigger is junk or an attack
 BIG_BYTES = 64 << 20  # locks, pylocks, snapshots, caches: many times the largest real one
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-
-
-class WriteError(ComfylockError):
-    """A file comfylock must write could not be written (disk full, no permission); the old one stays."""
-
-    exit_code = 1
 
 
 def _mode(path: Path) -> int:

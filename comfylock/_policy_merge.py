@@ -16,8 +16,9 @@ from typing import Any
 
 from ._policy_json import ParsedFile, Problem
 from .collect import Source
+from .workspace import SHIPPED_POLICY
 
-BASE_POLICY = Path(__file__).with_name("pip-policy.json")
+BASE_POLICY = SHIPPED_POLICY
 BASE_ORIGIN = "default"  # what Policy.origins calls the shipped file
 # Where requirements the shipped policy adds say they come from: relative to the comfylock package, so
 # a lock does not depend on where comfylock is installed.

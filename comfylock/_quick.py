@@ -1,4 +1,4 @@
-"""compile's no-op shortcut, decided before any requirement or policy is parsed.
+"""compile's no-op shortcut, decided before any requirement or policy is parsed: `NoOpCheck`.
 
 The fingerprint in a lock is computed from parsed inputs: collecting every node and loading the policies
 means importing packaging and parsing every line, most of a no-op compile's time. Parsing is a pure
@@ -21,15 +21,59 @@ from typing import Any
 from . import __version__, resolve
 from ._fs import file_digest, is_link, read_json_dict, update_json_dict
 from ._git import git_commit
-from .workspace import Target, Workspace
+from .workspace import SHIPPED_POLICY, Target, Workspace
 
-_FORMAT = 3
-CACHE = ".compile-cache.json"
-BASE_POLICY = Path(__file__).with_name("pip-policy.json")
+_FORMAT = 4  # 3: node commits and recorded arguments; 4: with the torch backend asked
 
 
-def cache_path(ws: Workspace) -> Path:
-    return ws.user_dir / CACHE
+class NoOpCheck:
+    """compile's no-op check for one lock, one target and one set of arguments.
+
+    Invariant: `known()` gives a fingerprint only when it equals what a full compile would compute now:
+    the last compile of this lock recorded it together with a digest of everything the fingerprint
+    depends on (the bytes, kind and identity of every file it read, which node files exist, the
+    arguments, the target, uv's and comfylock's versions, the installed versions the policy asked
+    about), and that digest is the same today. Kept true by the order of the steps, which this object
+    enforces: `after_collect()` right after collecting and before the policies and the config are
+    parsed further (the bytes that were parsed count, not a later edit), `before_resolve()` once the
+    policy's package names are known, `record()` only once the lock is written or found up to date.
+    """
+
+    def __init__(self, ws: Workspace, target: Target, lock_path: Path, args: Mapping[str, Any]) -> None:
+        self._ws, self._target, self._lock_path, self._args = ws, target, lock_path, args
+        self._watched: list[str] | None = None
+        self._seen: dict[str, list[Any]] | None = None
+        self._names: list[str] | None = None
+        self._digest: str | None = None
+
+    def known(self) -> str | None:
+        """The fingerprint the last compile of this lock computed, when nothing it read has changed."""
+        return lookup(self._ws.compile_cache, self._lock_path, self._ws, self._target, self._args)
+
+    def after_collect(self, parsed: Mapping[str, str], policy_files: Iterable[Path]) -> None:
+        """Take the watched files' state: `parsed` gives the digests of the files already parsed."""
+        self._watched = watched(self._ws, parsed, policy_files)
+        self._seen = snapshot(self._watched, parsed)
+
+    def before_resolve(self, names: list[str]) -> None:
+        """Seal the digest; `names`: the packages the policy's conditions ask the target about."""
+        if self._seen is None:
+            raise RuntimeError("NoOpCheck.after_collect() must come first")
+        self._names = names
+        self._digest = digest(self._ws, self._target, self._seen, names, self._args)
+
+    def record(self, fingerprint: str) -> None:
+        if self._digest is None or self._watched is None or self._names is None:
+            raise RuntimeError("NoOpCheck.before_resolve() must come first")
+        record(
+            self._ws.compile_cache,
+            self._lock_path,
+            fingerprint,
+            self._watched,
+            self._names,
+            self._digest,
+            self._args,
+        )
 
 
 def arguments(
@@ -80,13 +124,12 @@ def watched(ws: Workspace, read: Iterable[str], policy_files: Iterable[Path]) ->
     """Every file whose bytes decide the collection and the policy: what collect read, the policies,
     the config and the files ComfyUI's version is read from."""
     fixed = [
-        BASE_POLICY,
-        ws.user_dir / "pip-policy.user.json",
-        ws.user_dir / "requirements.txt",
-        ws.user_dir / "config.toml",
-        ws.root / "comfyui_version.py",
-        ws.root / "pyproject.toml",
-        ws.root / "requirements.txt",
+        SHIPPED_POLICY,
+        ws.user_policy,
+        ws.user_requirements,
+        ws.config_file,
+        *ws.version_files,
+        ws.core_requirements,
     ]
     return sorted({*map(str, fixed), *read, *map(str, policy_files)})
 

@@ -3,17 +3,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import CompileResult, SyncResult
+    from .history import Entry
+    from .lock import Change
+    from .sync import SyncPlan
 
 _CHECK_KIND = {"added": "missing", "removed": "extra"}
 
 
-def changes(items: Any) -> list[dict[str, Any]]:
+def changes(items: Iterable[Change]) -> list[dict[str, Any]]:
     return [{"name": c.name, "old": c.old, "new": c.new, "kind": c.kind} for c in items]
 
 
-def compile_report(r: Any) -> dict[str, Any]:
+def compile_report(r: CompileResult) -> dict[str, Any]:
     meta = r.lock.meta
     return {
         "lock": str(r.lock_path),
@@ -67,7 +74,7 @@ def compile_report(r: Any) -> dict[str, Any]:
     }
 
 
-def sync_report(r: Any) -> dict[str, Any]:
+def sync_report(r: SyncResult) -> dict[str, Any]:
     info = getattr(r, "rollback", None)
     extra = {}
     if info is not None:  # rollback's report: what it undoes
@@ -93,7 +100,7 @@ def sync_report(r: Any) -> dict[str, Any]:
     }
 
 
-def check_report(plan: Any, lock_path: Path) -> dict[str, Any]:
+def check_report(plan: SyncPlan, lock_path: Path) -> dict[str, Any]:
     return {
         "lock": str(lock_path),
         "matches": plan.is_noop,
@@ -109,7 +116,7 @@ def check_report(plan: Any, lock_path: Path) -> dict[str, Any]:
     }
 
 
-def history_report(entries: Any) -> dict[str, Any]:
+def history_report(entries: Iterable[Entry]) -> dict[str, Any]:
     return {
         "entries": [
             {

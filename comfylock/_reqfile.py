@@ -20,10 +20,10 @@ from packaging.requirements import Requirement
 from ._exceptions import InputError
 from ._fs import read_text_file as _read_text
 from ._fs import resolve_path as _resolve
+from ._reqtypes import CORE, USER, BadLine, IndexOption, NodeInput, Req, Source
 from ._untrusted import ARCHIVES as _ARCHIVES
 from ._untrusted import untrusted as _untrusted
-from .collect import CORE, INDEX_OPTIONS, USER, BadLine, IndexOption, NodeInput, Req, Source
-from .config import toml
+from .config import INDEX_OPTIONS, toml
 
 MAX_DEPTH = 16  # include nesting; keeps a hostile chain of files from reaching Python's recursion limit
 

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING
 
 from . import history, sync
 from . import lock as lockfile
+from ._context import command
 from ._exceptions import InputError
-from ._filelock import locked
 from .lock import Lock, read_lock
-from .workspace import probe_target
 
 if TYPE_CHECKING:
     from .api import Context, SyncResult
@@ -62,7 +61,7 @@ class RollbackInfo:
     lock_written: Path | None = None  # --write-lock: the lock file the entry was written to
 
 
-@locked
+@command
 def rollback(
     ctx: Context,
     *,
@@ -109,5 +108,5 @@ def rollback(
 def rolled_back(ctx: Context) -> history.Entry | None:
     """The history entry the environment is at because of the last rollback, or None (the last change
     was no rollback, or the environment moved since)."""
-    installed = probe_target(ctx.ws.python, ctx.ws.probe_cache).installed
+    installed = ctx.probe.read().installed
     return rolled_back_to(ctx.ws.user_dir, installed)

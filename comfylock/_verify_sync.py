@@ -87,7 +87,6 @@ def after_sync(
 ) -> SyncCheck:
     """Verify after a sync (`ctx`: its api.Context); on a regression call `undo` (the rollback)."""
     from ._exceptions import UvError
-    from .workspace import probe_target
 
     ws = ctx.ws
     found = check(
@@ -95,7 +94,7 @@ def after_sync(
         ws.python,
         ws.user_dir,
         before_installed=before_installed,
-        after_installed=probe_target(ws.python).installed,
+        after_installed=ctx.probe.read().installed,
         changes=changes,
         entry_path=entry_path,
         timeout=ctx.config.verify_timeout,
@@ -110,7 +109,6 @@ def after_sync(
 
 def verify_here(ctx: Any, timeout: float | None) -> VerifyResult:
     """`comfylock verify` (`ctx`: an api.Context): refused where there is no ComfyUI loader to run."""
-    from .workspace import probe_target
 
     ws = ctx.ws
     if not _verify.is_comfyui_loader(ws.root):
@@ -119,5 +117,5 @@ def verify_here(ctx: Any, timeout: float | None) -> VerifyResult:
             path=ws.root,
             hint="run verify in a ComfyUI checkout",
         )
-    installed = probe_target(ws.python).installed
+    installed = ctx.probe.read().installed
     return verify_state(ws.root, ws.python, ws.user_dir, installed, timeout or ctx.config.verify_timeout)

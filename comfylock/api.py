@@ -11,50 +11,55 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Compile's modules (collect, policy, the fingerprint, conflict explanation, duplicate imports) are
-# imported inside the functions that use them: a no-op `sync` at every ComfyUI start needs none.
-from . import _envstate, _quick, export, history, lock, resolve, sync
+# imported inside the functions that use them, the other commands' modules on first use (__getattr__,
+# at the end): a no-op `sync` at every ComfyUI start needs none.
+from . import _envstate, _quick, _synctxn, export, history, lock, resolve, sync
+from ._context import Context
+from ._context import command as _command
+from ._context import given_index as given_index
+from ._context import lock_path as lock_path
 from ._exceptions import InputError, LockFileError, UvError
-from ._filelock import locked
 from ._fs import atomic_write
 from ._redact import restore
-from .config import Config, load_config
+from .config import Config
 from .lock import Change, Lock
 from .resolve import IndexOptions
-from .workspace import Workspace, open_workspace, probe_target, remember
+from .workspace import Target, Workspace
 
 if TYPE_CHECKING:
     from . import _rollback, collect, inspect, policy
+
+    # What __getattr__ (at the end) gives, for type checkers; `X as X` marks each as exported.
+    from ._api_lock import DiffResult as DiffResult
+    from ._api_lock import Exported as Exported
+    from ._api_lock import NodesResult as NodesResult
+    from ._api_lock import WhyResult as WhyResult
+    from ._api_lock import diff as diff
+    from ._api_lock import export_lock as export_lock
+    from ._api_lock import import_snapshot as import_snapshot
+    from ._api_lock import nodes as nodes
+    from ._api_lock import why as why
+    from ._api_policy import PolicyCheck as PolicyCheck
+    from ._api_policy import PolicyFile as PolicyFile
+    from ._api_policy import PolicyPackage as PolicyPackage
+    from ._api_policy import PolicyShow as PolicyShow
+    from ._api_policy import policy_check as policy_check
+    from ._api_policy import policy_show as policy_show
     from ._check import CheckReport
+    from ._rollback import RollbackInfo as RollbackInfo
+    from ._rollback import rollback as rollback
+    from ._rollback import rolled_back as rolled_back
     from ._undeclared import Undeclared
     from ._verify import VerifyResult
     from ._verify_sync import SyncCheck
 
-USER_REQUIREMENTS = "requirements.txt"
-USER_POLICY = "pip-policy.user.json"
 
-
-@dataclass(frozen=True)
-class Context:
-    """Everything a command reads about one ComfyUI, read once."""
-
-    ws: Workspace
-    config: Config
-    lock_path: Path
-
-    @classmethod
-    def open(
-        cls,
-        comfyui: str | os.PathLike[str] | None = None,
-        *,
-        python: str | os.PathLike[str] | None = None,
-        lock_file: str | os.PathLike[str] | None = None,
-    ) -> Context:
-        ws = open_workspace(comfyui, python)
-        path = Path(lock_file).absolute() if lock_file else ws.default_lock
-        return cls(ws, load_config(ws.user_dir), path)
+# The user's files, for callers that imported them from here; Workspace names every file.
+USER_REQUIREMENTS = Workspace.USER_REQUIREMENTS
+USER_POLICY = Workspace.USER_POLICY
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class CompileResult:
         return max(len(self.lock.lists.get("node", ())) - 1, 0)  # its node lines: core, then each node
 
 
-@locked
+@_command
 def compile(  # noqa: A001 - the command's name
     ctx: Context,
     *,
@@ -112,8 +117,8 @@ def compile(  # noqa: A001 - the command's name
 
     check_node_names(ws, skip_nodes, cfg)
     from_env = not (index or cfg.index)
-    index = index or cfg.index or IndexOptions.from_env(os.environ)
-    target = probe_target(ws.python, ws.probe_cache)
+    index = ctx.index(index)
+    target = ctx.probe.read()
     skip = frozenset(skip_nodes) | cfg.skip
     backend_asked = torch_backend or cfg.torch_backend
     args = _quick.arguments(
@@ -128,11 +133,10 @@ def compile(  # noqa: A001 - the command's name
     )
     forced = upgrade or bool(upgrade_packages) or refresh
     previous = _previous(ctx.lock_path)
+    quick = _quick.NoOpCheck(ws, target, ctx.lock_path, args)
     if previous is not None and previous.intact and not forced:
-        known = _quick.lookup(_quick.cache_path(ws), ctx.lock_path, ws, target, args)
+        known = quick.known()
         if known is not None and known == previous.meta.get("fingerprint"):
-            if not dry_run:
-                remember(target)
             again = functools.partial(_collect, ctx, skip, keep_going)
             return CompileResult(
                 ctx.lock_path, previous, (), again, None, True, False, _env_warnings(from_env)
@@ -146,8 +150,7 @@ def compile(  # noqa: A001 - the command's name
     parsed = {str(f): d for i in coll.inputs for f, d in zip(i.files, i.digests, strict=False)}
     if cfg.path is not None and cfg.sha is not None:
         parsed[str(cfg.path)] = cfg.sha
-    watched = _quick.watched(ws, parsed, policy_files)
-    seen = _quick.snapshot(watched, parsed)
+    quick.after_collect(parsed, policy_files)
     from ._stale import read_inputs, torch_choice_for
 
     torch_choice = torch_choice_for(backend_asked, cfg, coll, target, previous, python_platform, offline)
@@ -159,7 +162,7 @@ def compile(  # noqa: A001 - the command's name
         cfg,
         target,
         coll,
-        ws.user_dir / USER_POLICY,
+        ws.user_policy,
         policy_files,
         default_policy,
         index,
@@ -168,11 +171,7 @@ def compile(  # noqa: A001 - the command's name
     )
     pol, facts, index, fp = found.policy, found.facts, found.index, found.fingerprint
     names = policy_names(pol.entries)
-    quick = _quick.digest(ws, target, seen, names, args)
-
-    def done(recorded: str) -> None:
-        remember(target)
-        _quick.record(_quick.cache_path(ws), ctx.lock_path, recorded, watched, names, quick, args)
+    quick.before_resolve(names)
 
     if previous is not None and previous.intact and previous.meta.get("fingerprint") == fp and not forced:
         # A node's git commit decides nothing uv resolves, so a moved commit with the same requirements
@@ -181,7 +180,7 @@ def compile(  # noqa: A001 - the command's name
         if fresh is not None and not dry_run:
             lock.write_lock(ctx.lock_path, fresh)
         if not dry_run:
-            done(fp)
+            quick.record(fp)
         return CompileResult(
             ctx.lock_path,
             fresh or previous,
@@ -262,7 +261,7 @@ def compile(  # noqa: A001 - the command's name
     changes = tuple(lock.diff(lock.pin_versions(previous) if previous else {}, lock.pin_versions(new)))
     if not dry_run:
         lock.write_lock(ctx.lock_path, new)
-        done(fp_after)  # this environment, as it is now, gives this lock
+        quick.record(fp_after)  # this environment, as it is now, gives this lock
     return CompileResult(
         ctx.lock_path,
         new,
@@ -273,7 +272,7 @@ def compile(  # noqa: A001 - the command's name
         warnings=(*settled.shown, *notes, *_env_warnings(from_env)),
         offline_first=used_cache,
         previous=previous,
-        duplicates=_duplicates(ws.python, new),
+        duplicates=_duplicates(target, new),
         undeclared=_undeclared_nodes(coll, cfg),
     )
 
@@ -304,7 +303,7 @@ def _collect(ctx: Context, skip: frozenset[str], keep_going: bool) -> collect.Co
         settings=ctx.config.nodes,
         skip_nodes=skip,
         keep_going=keep_going,
-        user_requirements=ctx.ws.user_dir / USER_REQUIREMENTS,
+        user_requirements=ctx.ws.user_requirements,
     )
 
 
@@ -316,11 +315,12 @@ def _previous(path: Path) -> Lock | None:
         return None
 
 
-def _duplicates(python: Path, new: Lock) -> tuple[inspect.Duplicate, ...]:
+def _duplicates(target: Target, new: Lock) -> tuple[inspect.Duplicate, ...]:
     """Distributions in the lock that install the same import (the resolver cannot see these)."""
     from . import inspect
 
-    dirs = [*inspect.site_dirs(python), *inspect.cache_dirs(resolve.cache_dir())]
+    # The target's site folders as its probe told them: no second run of the interpreter.
+    dirs = [*map(Path, target.site_dirs), *inspect.cache_dirs(resolve.cache_dir())]
     return tuple(inspect.duplicate_imports(new, inspect.read_dist_infos(dirs, {p.name for p in new.pins})))
 
 
@@ -342,7 +342,7 @@ class SyncResult:
         return self.check is not None and bool(self.check.regressions)
 
 
-@locked
+@_command
 def sync_env(
     ctx: Context,
     *,
@@ -366,7 +366,7 @@ def sync_env(
     `verify = false`), run it: a node that loaded before and fails now is a regression, and the sync is
     rolled back at once (`SyncResult.check` says which node, why, and which changes it names)."""
     path = lock_file or ctx.lock_path
-    target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
+    target = ctx.probe.read()
     the_lock = export.read_any(path, export.marker_environment(target))
     lock.require_intact(the_lock, path)
     warnings = [] if the_lock.intact else [f"{path.name} was edited since comfylock wrote it"]
@@ -379,13 +379,11 @@ def sync_env(
     _envstate.refuse_moving_own(the_lock, target, path)
     unfinished = history.pending(ctx.ws.user_dir)
     if not dry_run and unfinished and sync.remove_torn(target.site_dirs, unfinished.packages):
-        target = probe_target(ctx.ws.python)  # what is left once a killed install's debris is gone
+        target = ctx.probe.read()  # what is left once a killed install's debris is gone
     p = _envstate.plan(the_lock, target, unfinished)
     if announce is not None:
         announce(p, len(target.installed))
     if dry_run or p.is_noop:
-        if not dry_run:
-            remember(target)
         return SyncResult(p, path, None, dry_run, tuple(warnings))
     index = IndexOptions.from_lines(the_lock.options) if the_lock.options else None
     # As compile: uv sees no UV_* index variable of its own, so a lock naming no index uses the
@@ -402,38 +400,32 @@ def sync_env(
     frozen = _envstate.freeze(target)
     lost = [line for line in frozen if line.startswith("-") and " @ " not in line]
     warnings += [f"history cannot hold {line!r}: a rollback will not bring it back" for line in lost]
-    entry = history.record(
+    if not offline:  # before the download starts, not after it
+        from ._sync_size import announce as announce_size
+
+        announce_size(p.changes, index, target, notify or warnings.append)
+    from ._failures import sync_failure
+
+    with _synctxn.recorded(
         ctx.ws.user_dir,
         frozen,
         index.lines(),
         trigger=trigger or f"sync {path.name}",
         target=target.meta(),
-    )
-    if not offline:  # before the download starts, not after it
-        from ._sync_size import announce
-
-        announce(p.changes, index, target, notify or warnings.append)
-    history.begin(ctx.ws.user_dir, entry.id, [c.name for c in p.changes] + list(p.reinstall))
-    try:
+        changing=[c.name for c in p.changes] + list(p.reinstall),
+        unfinished=unfinished,
+        unchanged=lambda: _envstate.freeze(ctx.probe.read()) == frozen,  # uv stopped before changing anything
+        failure=lambda e, back: sync_failure(e, the_lock, back),
+    ) as entry:
         try:
             said = sync.apply(p, ctx.ws.python, index, offline=offline or offline_first)
         except UvError:
             if not offline_first or offline:
                 raise
             said = sync.apply(p, ctx.ws.python, index)  # the cache lacked something: same entry
-    except UvError as e:
-        if _envstate.freeze(probe_target(ctx.ws.python)) == frozen:  # uv stopped before changing anything
-            history.end(ctx.ws.user_dir, restore=unfinished)
-        from ._failures import sync_failure
-
-        back = (
-            f"the environment before this sync is history entry {entry.id}; "
-            f"`comfylock rollback --to {entry.id}` restores it"
-        )
-        raise sync_failure(e, the_lock, back) from None
-    if unfinished:  # uv's uninstall of a half-written package can leave its .dist-info behind
-        sync.remove_torn(target.site_dirs, unfinished.packages)
-    history.end(ctx.ws.user_dir)
+        if unfinished:  # uv's uninstall of a half-written package can leave its .dist-info behind
+            sync.remove_torn(target.site_dirs, unfinished.packages)
+    ctx.probe.forget()  # read before uv changed the environment (.pth files too): the next run probes
     if said:
         from ._failures import sync_warnings
 
@@ -455,7 +447,7 @@ def _sync_entry(ctx: Context, entry: history.Entry, trigger: str) -> SyncResult:
     return sync_env(ctx, lock_file=entry.path, offline_first=True, trigger=trigger, force=True, verify=False)
 
 
-@locked
+@_command
 def verify(ctx: Context, *, timeout: float | None = None) -> VerifyResult:
     """Run ComfyUI's own loader in the target and report each custom node; the result is kept for
     the environment's present state (the baseline the next sync compares with)."""
@@ -470,7 +462,7 @@ def list_history(ctx: Context) -> list[history.Entry]:
 
 def check(ctx: Context) -> sync.SyncPlan:
     """What differs between the target environment and the lock (an empty plan: they match)."""
-    target = probe_target(ctx.ws.python, ctx.ws.probe_cache)
+    target = ctx.probe.read()
     unfinished = history.pending(ctx.ws.user_dir)
     return _envstate.plan(
         export.read_any(ctx.lock_path, export.marker_environment(target)), target, unfinished
@@ -488,28 +480,56 @@ def check_report(ctx: Context) -> CheckReport:
 # --- the user's own requirements -----------------------------------------------------------------
 
 
-@locked
+@_command
 def add(ctx: Context, specs: Sequence[str]) -> list[str]:
     """Add requirements to the user's own list: a package's earlier line is replaced in place, a new
     one goes at the end; comments and order stay."""
     from ._userreqs import UserFile
 
-    f = UserFile(ctx.ws.user_dir / USER_REQUIREMENTS)
+    f = UserFile(ctx.ws.user_requirements)
     for spec in specs:
         f.add(spec)
     atomic_write(f.path, f.text())
     return f.requirements()
 
 
-@locked
+@_command
 def remove(ctx: Context, names: Sequence[str]) -> list[str]:
     from ._userreqs import UserFile
 
-    f = UserFile(ctx.ws.user_dir / USER_REQUIREMENTS)
+    f = UserFile(ctx.ws.user_requirements)
     f.remove(names)
     atomic_write(f.path, f.text())
     return f.requirements()
 
 
-# Rollback lives in its own module; it is part of this API.
-from ._rollback import RollbackInfo, rollback, rolled_back  # noqa: E402, F401
+# The other commands, from their own modules (see the note at the imports).
+_ELSEWHERE = {
+    **dict.fromkeys(
+        (
+            "DiffResult",
+            "Exported",
+            "NodesResult",
+            "WhyResult",
+            "diff",
+            "export_lock",
+            "import_snapshot",
+            "nodes",
+            "why",
+        ),
+        "._api_lock",
+    ),
+    **dict.fromkeys(
+        ("PolicyCheck", "PolicyFile", "PolicyPackage", "PolicyShow", "policy_check", "policy_show"),
+        "._api_policy",
+    ),
+    **dict.fromkeys(("RollbackInfo", "rollback", "rolled_back"), "._rollback"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ELSEWHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_ELSEWHERE[name], __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,14 +1,24 @@
-"""The command line: parse arguments, call the API, print what it returns, pick the exit code."""
+"""The command line: parse arguments, call the API, print what it returns, pick the exit code.
+
+Every module a command needs is imported inside its handler (here and in the _cli_* area modules):
+`comfylock --version` and the no-op `sync` at every ComfyUI start import only what they use."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, _report
+from ._cli_out import Out, context, index_given
+from ._cli_out import display as _display
+
+if TYPE_CHECKING:
+    from ._exceptions import ComfylockError
+    from .api import SyncResult
+    from .lock import Change, Lock
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -120,29 +130,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 _AREAS = ("comfylock._cli_inspect", "comfylock._cli_policy", "comfylock._cli_export", "comfylock._cli_verify")
 
 
-class Out:
-    """Where commands print: plain lines (respecting --quiet/--verbose) or one JSON document."""
-
-    def __init__(self, quiet: bool, verbose: bool, as_json: bool = False) -> None:
-        self.quiet, self.verbose, self.as_json = quiet or as_json, verbose, as_json
-
-    def json(self, command: str, data: dict[str, Any]) -> None:
-        """Print the versioned JSON report of `command` (only under --json)."""
-        if self.as_json:
-            import json
-
-            from ._redact import redact_text
-
-            text = json.dumps({"schema": f"comfylock.{command}/1", **data}, indent=2, sort_keys=True)
-            print(redact_text(text))
-
-    def __call__(self, text: str = "", *, detail: bool = False) -> None:
-        if not self.quiet and (self.verbose or not detail):
-            from ._redact import redact_text
-
-            print(redact_text(text))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     args = build_parser(next((w for w in words if not w.startswith("-")), None)).parse_args(argv)
@@ -156,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _json_error(args, e)
         print(f"comfylock: error: {redact_text(str(e))}", file=sys.stderr)
-        for line in getattr(e, "involved", []):
+        for line in e.involved:
             print(f"  {redact_text(line)}", file=sys.stderr)
         print(redact_text(e.explanation), file=sys.stderr)
         return e.exit_code
@@ -175,23 +162,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _json_error(args: argparse.Namespace, e: Exception) -> None:
+def _json_error(args: argparse.Namespace, e: ComfylockError) -> None:
     """Under --json, the error is a JSON document on stdout too (the one-line message stays on stderr)."""
     if getattr(args, "json", False):
+        from ._exceptions import ResolutionError, UvError
+
         data: dict[str, Any] = {
             "error": str(e),
-            "exit_code": getattr(e, "exit_code", 1),
+            "exit_code": e.exit_code,
             "type": type(e).__name__,
         }
-        if getattr(e, "details", ""):
-            data["details"] = e.details  # type: ignore[attr-defined]
-        if hasattr(e, "explanation"):
+        if isinstance(e, UvError) and e.details:
+            data["details"] = e.details
+        if isinstance(e, ResolutionError):
             data["explanation"] = e.explanation
-            data["packages"] = sorted(getattr(e, "packages", ()))
-        if getattr(e, "attribution", None) is not None:
-            from .explain import to_json
+            data["packages"] = sorted(e.packages)
+            if e.attribution is not None:
+                from .explain import to_json
 
-            data["attribution"] = to_json(e.attribution)  # type: ignore[attr-defined]
+                data["attribution"] = to_json(e.attribution)
         Out(False, False, True).json("error", data)
 
 
@@ -199,29 +188,15 @@ def _run(args: argparse.Namespace, out: Out) -> int:
     return args.handler(args, out)
 
 
-def context(args: argparse.Namespace) -> Any:
-    """The api.Context for the ComfyUI and target the arguments name (read once per run)."""
-    from . import api
-
-    return api.Context.open(args.comfyui, python=args.python, lock_file=args.lock)
-
-
 def _compile(args: argparse.Namespace, out: Out) -> int:
     from . import api
 
     ctx = context(args)
-    from .resolve import IndexOptions
-
-    index = None
-    if args.index_url or args.extra_index_url or args.find_links or args.no_index:
-        index = IndexOptions(
-            args.index_url, tuple(args.extra_index_url), tuple(args.find_links), args.no_index
-        ).anchored(Path.cwd())
     r = api.compile(
         ctx,
         upgrade=args.upgrade,
         upgrade_packages=args.upgrade_package,
-        index=index,
+        index=index_given(args),
         offline=args.offline,
         refresh=args.refresh,
         skip_nodes=args.skip_node,
@@ -260,7 +235,8 @@ def _compile(args: argparse.Namespace, out: Out) -> int:
         for (kind, detail), who in said.items():
             out(f"  policy {kind}: {detail}" + (f" (asked by {', '.join(sorted(who))})" if who else ""))
     if r.lock.meta.get("torch-backend"):
-        out(f"  torch build: {r.lock.meta['torch-backend']} (the build chosen for this machine; kept while it is installed)")
+        backend = r.lock.meta["torch-backend"]
+        out(f"  torch build: {backend} (chosen for this machine; kept while it is installed)")
     for w in r.warnings:
         out(f"  warning: {w}")
     for u in r.undeclared:
@@ -282,7 +258,7 @@ def _backend(value: str | None) -> str | None:
     return check(value)
 
 
-def _causes(lock: Any) -> dict[str, str]:
+def _causes(lock: Lock) -> dict[str, str]:
     """name -> the nodes that asked for it, or the packages that pulled it in."""
     out = {}
     for pin in lock.pins:
@@ -292,7 +268,7 @@ def _causes(lock: Any) -> dict[str, str]:
 
 
 def _print_changes(
-    out: Out, changes: Sequence[Any], label: str, causes: dict[str, str] | None = None
+    out: Out, changes: Sequence[Change], label: str, causes: dict[str, str] | None = None
 ) -> None:
     from .lock import summarize
 
@@ -308,20 +284,12 @@ def _print_changes(
         out(f"{line:<{pad}}  ({why})" if why else line)
 
 
-def _display(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def _sync(args: argparse.Namespace, out: Out) -> int:
     from . import api
 
     ctx = context(args)
     r = api.sync_env(
         ctx,
-        lock_file=Path(args.lock).absolute() if args.lock else None,
         dry_run=args.dry_run,
         offline=args.offline,
         force=args.force,
@@ -331,7 +299,7 @@ def _sync(args: argparse.Namespace, out: Out) -> int:
     return _report_sync(r, out, "sync", args.verbose)
 
 
-def _report_sync(r: Any, out: Out, what: str, verbose: bool = False) -> int:
+def _report_sync(r: SyncResult, out: Out, what: str, verbose: bool = False) -> int:
     data = _report.sync_report(r)
     if r.check is not None:
         from ._verify_sync import report_json
@@ -440,9 +408,7 @@ def _check(args: argparse.Namespace, out: Out) -> int:
         "downgraded": "other version",
         "changed": "other version",
     }
-    from . import history
-
-    unfinished = history.pending(ctx.ws.user_dir)
+    unfinished = r.unfinished
     if unfinished is not None:
         out(
             f"a sync did not finish ({len(unfinished.packages)} packages may be half-installed): "
@@ -479,7 +445,7 @@ def _remove(args: argparse.Namespace, out: Out) -> int:
     return 0
 
 
-_COMMANDS: dict[str, Any] = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Out], int]] = {
     "compile": _compile,
     "sync": _sync,
     "rollback": _rollback,

@@ -28,6 +28,7 @@ from typing import Any
 from ._exceptions import InputError
 from ._fs import read_bytes
 from .resolve import IndexOptions
+from .workspace import Workspace
 
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl"
 # Options a node's file may carry that change where EVERY package comes from; a node may only use them
@@ -35,7 +36,7 @@ DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl"
 INDEX_OPTIONS = frozenset(
     {"--index-url", "--extra-index-url", "--find-links", "--trusted-host", "--pre", "--no-index"}
 )
-CONFIG_NAME = "config.toml"
+CONFIG_NAME = Workspace.CONFIG
 
 
 @dataclass(frozen=True)

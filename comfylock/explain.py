@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import resolve
 from ._exceptions import ResolutionError
 from ._explain_search import attribute
 from ._explain_terms import (
@@ -105,7 +106,6 @@ def resolver_for(request: Any) -> ResolveFn:
     """A ResolveFn resolving like `request` (a resolve.ResolveRequest: same target, index, flags,
     overrides, preferences) with other inputs. Offline first, since the failed compile warmed uv's
     cache; online again only when the cache lacks something and the user did not ask for --offline."""
-    from . import resolve
 
     def run(
         inputs: Mapping[str, Sequence[str]], *, constraints: Sequence[str] = (), overrides: Sequence[str] = ()
@@ -172,7 +172,11 @@ def with_attribution(error: ResolutionError, a: Attribution) -> ResolutionError:
     """The error to raise: same message, the culprits in the hint, the report as `involved` lines (what
     cli.main prints before uv's explanation) and the Attribution itself (for --json)."""
     hint = f"involved: {', '.join(a.groups)}; ways out below" if a.groups else error.hint
-    err = ResolutionError(error.message, explanation=error.explanation, packages=error.packages, hint=hint)
-    err.attribution = a  # type: ignore[attr-defined]
-    err.involved = format_attribution(a, explanation=False)  # type: ignore[attr-defined]
-    return err
+    return ResolutionError(
+        error.message,
+        explanation=error.explanation,
+        packages=error.packages,
+        hint=hint,
+        attribution=a,
+        involved=format_attribution(a, explanation=False),
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 from ._exceptions import InputError, LockFileError
 from ._fs import atomic_write, read_bytes
 from .lock import HISTORY_KEY, Lock, Pin, pin_name, read_lock, write_lock
+from .workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Entry:
 
 
 def _dir(user_dir: Path) -> Path:
-    return user_dir / "history"
+    return user_dir / Workspace.HISTORY
 
 
 def snapshot(

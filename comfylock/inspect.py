@@ -27,6 +27,7 @@ from ._imports import (
 )
 from ._lockgraph import children, direct, node_order, owners, reach
 from ._names import canon, node_file, words
+from .export import read_any
 from .lock import Change, Lock, Pin, Request, parse_lock, pin_versions
 from .lock import diff as diff_versions
 
@@ -249,9 +250,7 @@ def read_side(spec: str, lock_path: Path, installed: Callable[[], Mapping[str, s
     path = Path(spec)
     if not path.is_file():
         raise LockFileError("no such lock file", path=path, hint="give a lock file, `env` or `git:REV`")
-    from .export import read_any  # a pylock.NAME.toml works as a side too
-
-    return read_any(path)
+    return read_any(path)  # a pylock.NAME.toml works as a side too
 
 
 # --- stale locks and broken environments ---------------------------------------------------------

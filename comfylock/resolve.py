@@ -7,7 +7,6 @@ wrote into a private temp folder or took from the workspace, never text from a n
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -206,7 +205,6 @@ class ResolveRequest:
 class Resolved:
     name: str  # canonical
     spec: str  # "numpy==1.26.4" or "foo @ https://..."
-    groups: tuple[str, ...]  # input groups that asked for it directly
     parents: tuple[str, ...]  # packages that depend on it
 
 
@@ -237,10 +235,9 @@ def compile_warned(request: ResolveRequest) -> tuple[list[Resolved], tuple[str, 
             "--output-file",
             "out.txt",
         ]
-        for i, (group, lines) in enumerate(request.inputs.items()):
+        for i, lines in enumerate(request.inputs.values()):
             name = f"in{i:04d}.txt"
             (d / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-            groups[name] = group
             args.append(name)
         for flag, lines, fname in (
             ("--constraints", request.constraints, "constraints.txt"),
@@ -291,23 +288,16 @@ def _preferences(lock_text: str) -> str:
     return "\n".join(keep) + "\n"
 
 
-def _parse_output(text: str, groups: Mapping[str, str]) -> list[Resolved]:
+def _parse_output(text: str) -> list[Resolved]:
     out: list[Resolved] = []
     for line in text.splitlines():
         if not line.strip() or line.startswith("#") or line.startswith("-"):
             continue
         m = _VIA.match(line)
         spec, via = (m["spec"].strip(), m["via"]) if m else (line.split(" #")[0].strip(), "")
-        direct, parents = [], []
-        for item in (v.strip() for v in via.split(",")):
-            if item.startswith("-r "):
-                g = groups.get(item[3:].strip())
-                if g is not None:
-                    direct.append(g)
-            elif item and not item.startswith("-"):
-                parents.append(canon(item))
+        parents = [canon(v) for v in (v.strip() for v in via.split(",")) if v and not v.startswith("-")]
         name = re.split(r"[\s=<>!~;@\[]", spec, maxsplit=1)[0]
-        out.append(Resolved(canon(name), spec, tuple(direct), tuple(sorted(parents))))
+        out.append(Resolved(canon(name), spec, tuple(sorted(parents))))
     return sorted(out, key=lambda r: r.name)
 
 
@@ -406,8 +396,3 @@ def cache_dir() -> Path:
 def freeze(python: Path) -> list[str]:
     """The target environment as requirement lines (`uv pip freeze`), URLs and VCS SHAs included."""
     return run_uv(["pip", "freeze", "--python", str(python)]).stdout.splitlines()
-
-
-def installed(python: Path) -> dict[str, str]:
-    data = json.loads(run_uv(["pip", "list", "--format", "json", "--python", str(python)]).stdout)
-    return {canon(d["name"]): d["version"] for d in data}

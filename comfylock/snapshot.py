@@ -27,6 +27,7 @@ from ._exceptions import InputError, LockFileError
 from ._fs import BIG_BYTES, read_bytes
 from ._manager_yaml import parse_yaml
 from ._redact import strip, strip_text
+from .config import toml
 from .lock import Change, Lock, Pin
 
 
@@ -270,8 +271,6 @@ def origin_url(folder: Path) -> str | None:
 
 def _cnr_info(folder: Path) -> tuple[str, str] | None:
     """(id, version) of a node installed from the Comfy Registry: `.tracking` plus pyproject.toml."""
-    from .config import toml
-
     tomllib = toml()
 
     try:

@@ -12,15 +12,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import resolve
+from . import _owndeps, resolve
 from ._names import canon
 from .lock import Change, Lock, format_body
 from .resolve import IndexOptions
 
-# plan()'s default for what is never removed: comfylock, its requirements and pip, setuptools, wheel.
-# Kept by pinning their installed versions into what uv syncs to. api passes _owndeps.keep(target)
-# instead: comfylock's own requirements are kept only in the environment comfylock runs from.
-PROTECTED = frozenset({"comfylock", "uv", "packaging", "tomli-w", "tomli", "pip", "setuptools", "wheel"})
+# plan()'s default for what is never removed: comfylock, what it needs to run (from its own metadata)
+# and pip, setuptools, wheel. api passes _owndeps.keep(target) instead: comfylock's own requirements are
+# kept only in the environment comfylock runs from.
+PROTECTED = frozenset({"comfylock", *_owndeps.SEEDS, *_owndeps.names()})
 
 
 @dataclass(frozen=True)
@@ -227,18 +227,3 @@ def _remove_listed(site: Path, paths: Iterable[str]) -> None:
                 path.unlink()
         except OSError:
             pass
-
-
-def installed_from_freeze(lines: list[str]) -> dict[str, str]:
-    """{name: version} from `uv pip freeze` lines; URL installs map to their spec."""
-    out: dict[str, str] = {}
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith(("#", "-")):
-            continue
-        if "==" in line:
-            name, _, version = line.partition("==")
-            out[canon(name.strip())] = version.strip()
-        elif " @ " in line:
-            out[canon(line.split(" @ ")[0])] = line
-    return out

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ._exceptions import WorkspaceError
 from ._fs import is_link
@@ -26,25 +26,74 @@ class Node:
     link: bool | None = field(default=None, compare=False)
 
 
+# comfylock's own policy, merged below the user's; the no-op check watches it like the workspace's files.
+SHIPPED_POLICY = Path(__file__).with_name("pip-policy.json")
+
+
 @dataclass(frozen=True)
 class Workspace:
+    """One ComfyUI install. Every file comfylock keeps in it is named here and nowhere else: the quick
+    no-op check watches these very paths, so a name spelled twice could drift and keep a stale lock
+    "up to date"."""
+
     root: Path  # the ComfyUI folder, absolute
     nodes: tuple[Node, ...]  # enabled node folders, sorted by name (case-insensitive, then exact)
     python: Path  # the target interpreter, absolute
 
+    USER_DIR: ClassVar[tuple[str, ...]] = ("user", "comfylock")  # below the ComfyUI folder
+    USER_POLICY: ClassVar[str] = "pip-policy.user.json"
+    USER_REQUIREMENTS: ClassVar[str] = "requirements.txt"
+    CONFIG: ClassVar[str] = "config.toml"
+    LOCK: ClassVar[str] = "comfylock.lock"
+    HISTORY: ClassVar[str] = "history"
+    PROBE_CACHE: ClassVar[str] = ".target-cache.json"
+    COMPILE_CACHE: ClassVar[str] = ".compile-cache.json"
+
     @property
     def user_dir(self) -> Path:
         """comfylock's own folder inside ComfyUI's user folder: history, config, user requirements."""
-        return self.root / "user" / "comfylock"
+        return self.root.joinpath(*self.USER_DIR)
+
+    @property
+    def user_policy(self) -> Path:
+        """The user's pip-policy.json, above the shipped one and below --policy files."""
+        return self.user_dir / self.USER_POLICY
+
+    @property
+    def user_requirements(self) -> Path:
+        """The user's own requirements (`comfylock add`)."""
+        return self.user_dir / self.USER_REQUIREMENTS
+
+    @property
+    def config_file(self) -> Path:
+        return self.user_dir / self.CONFIG
+
+    @property
+    def history_dir(self) -> Path:
+        return self.user_dir / self.HISTORY
 
     @property
     def probe_cache(self) -> Path:
         """Where the target interpreter's last answer is kept (disposable; see _probecache)."""
-        return self.user_dir / ".target-cache.json"
+        return self.user_dir / self.PROBE_CACHE
+
+    @property
+    def compile_cache(self) -> Path:
+        """What the last compile of each lock read (disposable; see _quick)."""
+        return self.user_dir / self.COMPILE_CACHE
 
     @property
     def default_lock(self) -> Path:
-        return self.root / "comfylock.lock"
+        return self.root / self.LOCK
+
+    @property
+    def version_files(self) -> tuple[Path, ...]:
+        """ComfyUI's files its version is read from, in the order they are tried."""
+        return (self.root / "comfyui_version.py", self.root / "pyproject.toml")
+
+    @property
+    def core_requirements(self) -> Path:
+        return self.root / "requirements.txt"
 
 
 def _is_comfyui(path: Path) -> bool:

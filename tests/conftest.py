@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,9 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import CORPUS
 from wheels import make_index
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "ComfyUI"
 
 STANDARD = {
     "numpy": {"1.26.4": [], "2.1.0": []},
@@ -110,25 +108,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pypi_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """For PyPI tests: a cache shared by them (one download each), still private to this run."""
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "uv-cache-pypi"))
-
-
-def installed(venv: Path) -> dict[str, str]:
-    """{name: version} of the target environment, as uv lists it."""
-    out = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "list", "--format", "json", "--python", str(venv)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {d["name"]: d["version"] for d in json.loads(out)}
-
-
-def uv(*args: str) -> str:
-    """Run the uv that comfylock uses; its standard output."""
-    done = subprocess.run([sys.executable, "-m", "uv", *args], capture_output=True, text=True, check=True)
-    return done.stdout
-
-
-def install(venv: Path, folder: Path, *specs: str) -> None:
-    """Install `specs` into the target from a --find-links folder only."""
-    uv("pip", "install", "--quiet", "--python", str(venv), "--no-index", "--find-links", str(folder), *specs)

@@ -4,7 +4,7 @@ rollback -> list_history, hermetic (real uv, local wheels, private cache)."""
 from __future__ import annotations
 
 import pytest
-from conftest import installed
+from helpers import installed
 
 from comfylock import api, history, lock, sync
 from comfylock.resolve import IndexOptions

@@ -2,8 +2,8 @@
 
 A case is a folder of files laid over a small ComfyUI (paths as in ComfyUI's folder) plus case.toml:
 the command, the exit code, a regex the one-line error must match (it names file:line), and optional
-`generate` (files made at test time: 50 MB, symlinks, a FIFO), `secret` (text never printed), `pins`
-(accepted cases: the lock's packages) and `needs` (wiring not yet applied). A file named NAME.in is
+`generate` (files made at test time: 50 MB, symlinks, a FIFO), `secret` (text never printed) and
+`pins` (accepted cases: the lock's packages). A file named NAME.in is
 laid out as NAME (a broken pyproject.toml would otherwise be read by ruff as its config). For each
 refused case:
 no traceback, nothing written, the environment unchanged, nothing run.
@@ -18,10 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_faults import LocalIndex, wired
+from helpers import LocalIndex, run
 from wheels import make_wheel
 
-from comfylock import api
 from comfylock.cli import main
 from comfylock.lock import read_lock
 
@@ -120,19 +119,11 @@ def generate(kind: str, root: Path, outside: Path) -> None:
         pytest.skip(f"{kind}: {e}")
 
 
-def run(case: dict, root: Path, py: Path, wheels: Path) -> int:
-    command = case["command"]
-    extra = ["--no-index", "--find-links", str(wheels)] if command == "compile" else []
-    return main([command, "--comfyui", str(root), "--python", str(py), *extra, *case.get("args", [])])
-
-
 @pytest.mark.parametrize("name", CASES)
-def test_bad_input(name, tmp_path, target, wheels, capsys, monkeypatch, request):
+def test_bad_input(name, tmp_path, target, wheels, capsys, monkeypatch):
     case = tomllib.loads((CORPUS / name / "case.toml").read_text(encoding="utf-8"))
     if case.get("posix_only") and os.name == "nt":
         pytest.skip("needs a POSIX file system")
-    if case.get("needs"):
-        request.applymarker(wired(api, case["needs"]))
     monkeypatch.setenv("UV_HTTP_RETRIES", "0")
     monkeypatch.chdir(tmp_path)  # a shell running `touch pwned` would leave it here
     root = tmp_path / "ComfyUI"
@@ -151,7 +142,7 @@ def test_bad_input(name, tmp_path, target, wheels, capsys, monkeypatch, request)
     before, env_before = tree(root), site_state(target)
     capsys.readouterr()
 
-    code = run(case, root, target, wheels)
+    code = run(root, target, wheels, case["command"], *case.get("args", []))
 
     out, err = capsys.readouterr()
     assert code == case["exit"], err
@@ -180,7 +171,6 @@ def test_corpus_size():
 # --- credentials --------------------------------------------------------------------------------
 
 
-@wired(api, "restore(")
 def test_credentials_never_printed_or_written_and_sync_still_authenticates(
     comfy, venv, tmp_path, capsys, monkeypatch
 ):

@@ -12,9 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_faults import cli, wired
-
-from comfylock import api
+from helpers import run
 
 # --- two processes on one ComfyUI -----------------------------------------------------------------
 
@@ -100,12 +98,11 @@ def test_lock_makes_interleaving_impossible(tmp_path, mode):
     assert len(lines) == 24 and whole == (mode == "locked")
 
 
-@wired(api, "@locked")
 def test_comfylock_command_waits_for_another(comfy, venv, capfd):
     root = comfy("gamma\n")
     holder = hold(root / "user" / "comfylock")
     done: list[int] = []
-    worker = threading.Thread(target=lambda: done.append(cli(root, venv, None, "add", "delta")))
+    worker = threading.Thread(target=lambda: done.append(run(root, venv, None, "add", "delta", quiet=True)))
     worker.start()
     time.sleep(0.5)
     assert not done and not (root / "user" / "comfylock" / "requirements.txt").exists()

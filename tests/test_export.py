@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import installed
+from helpers import installed, run
 from wheels import make_wheel
 
 if sys.version_info >= (3, 11):
@@ -45,10 +45,6 @@ def compile_(root: Path, venv: Path, index: Path, *extra: str) -> None:
     assert main([*args, *extra]) == 0
 
 
-def cli(root: Path, venv: Path, *args: str) -> int:
-    return main([args[0], "--comfyui", str(root), "--python", str(venv), *args[1:]])
-
-
 def target(version: str = "3.11.7", sys_platform: str = "linux", machine: str = "x86_64") -> Target:
     return Target(Path("/py"), version, "cpython", sys_platform, machine, {}, False)
 
@@ -60,14 +56,16 @@ def test_requirements_export_is_bare(comfy, venv, index, capsys, tmp_path):
     root = comfy("numpy\n", TREE)
     compile_(root, venv, index)
     capsys.readouterr()
-    assert cli(root, venv, "export", "--format", "requirements") == 0
+    assert run(root, venv, None, "export", "--format", "requirements") == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
     assert lines[:2] == ["--no-index", f"--find-links {index}"] and lines[2] == ""
     assert lines[3:] == ["idna==3.10", "numpy==1.26.4", "requests==2.32.3", "scipy==1.14.0"]
     assert "#" not in text
     req = tmp_path / "req.txt"
-    assert cli(root, venv, "export", "--format", "requirements", "--no-index-options", "-o", str(req)) == 0
+    assert (
+        run(root, venv, None, "export", "--format", "requirements", "--no-index-options", "-o", str(req)) == 0
+    )
     assert req.read_text().splitlines()[0] == "idna==3.10"
 
 
@@ -100,7 +98,7 @@ def test_default_pylock_name():
 def test_pylock_export_is_pep751_with_comfylock_table(comfy, venv, index, capsys):
     root = comfy("numpy\n", TREE)
     compile_(root, venv, index)
-    assert cli(root, venv, "export") == 0
+    assert run(root, venv, None, "export") == 0
     path = root / "pylock.comfylock.toml"
     assert str(path) in capsys.readouterr().out
     data = tomllib.loads(path.read_text())
@@ -137,7 +135,7 @@ def test_sync_from_pylock_round_trip_then_check_passes(comfy, venv, index, tmp_p
     root = comfy("numpy\n", TREE)
     compile_(root, venv, index)
     dest = tmp_path / "out" / "pylock.server.toml"
-    assert cli(root, venv, "export", "-o", str(dest)) == 0
+    assert run(root, venv, None, "export", "-o", str(dest)) == 0
     # uv itself accepts the file, [tool.comfylock] and all.
     other = tmp_path / "other-venv"
     subprocess.run(
@@ -158,13 +156,13 @@ def test_sync_from_pylock_round_trip_then_check_passes(comfy, venv, index, tmp_p
     sync.apply(plan, venv, IndexOptions.from_lines(the_lock.options))
     assert installed(venv) == expected
     assert api.check(ctx).is_noop
-    assert cli(root, venv, "check") == 0
+    assert run(root, venv, None, "check") == 0
 
 
 def test_sync_accepts_pylock_through_the_api(comfy, venv, index, tmp_path):
     root = comfy("numpy\n", TREE)
     compile_(root, venv, index)
-    assert cli(root, venv, "export") == 0
+    assert run(root, venv, None, "export") == 0
     ctx = api.Context.open(root, python=venv)
     try:
         r = api.sync_env(ctx, lock_file=root / "pylock.comfylock.toml")
@@ -178,7 +176,7 @@ def test_sync_accepts_pylock_through_the_api(comfy, venv, index, tmp_path):
 def test_edited_pylock_reads_as_not_intact(comfy, venv, index):
     root = comfy("numpy\n", TREE)
     compile_(root, venv, index)
-    assert cli(root, venv, "export") == 0
+    assert run(root, venv, None, "export") == 0
     path = root / "pylock.comfylock.toml"
     text = path.read_text()
     path.write_text(text.replace('version = "1.26.4"', 'version = "2.1.0"', 1))
@@ -242,7 +240,7 @@ def test_pylock_json_report_and_name_refusal(comfy, venv, index, capsys):
     root = comfy("numpy\n", TREE)
     compile_(root, venv, index)
     capsys.readouterr()
-    assert cli(root, venv, "export", "--json", "-o", str(root / "pylock.ci.toml")) == 0
+    assert run(root, venv, None, "export", "--json", "-o", str(root / "pylock.ci.toml")) == 0
     report = json.loads(capsys.readouterr().out)
     assert report == {
         "schema": "comfylock.export/1",
@@ -253,9 +251,9 @@ def test_pylock_json_report_and_name_refusal(comfy, venv, index, capsys):
         "notes": [],
         "intact": True,
     }
-    assert cli(root, venv, "export", "-o", str(root / "pylock.a.b.toml")) == 2
+    assert run(root, venv, None, "export", "-o", str(root / "pylock.a.b.toml")) == 2
     assert "PEP 751" in capsys.readouterr().err
-    assert cli(root, venv, "export", "--format", "requirements", "--json") == 2
+    assert run(root, venv, None, "export", "--format", "requirements", "--json") == 2
     assert "-o FILE" in capsys.readouterr().err
 
 
@@ -264,7 +262,7 @@ def test_cross_compiled_lock_exports_for_its_target(comfy, venv, index):
     compile_(root, venv, index, "--python-version", "3.12", "--python-platform", "x86_64-pc-windows-msvc")
     lock = read_lock(root / "comfylock.lock")
     assert lock.meta["target-python-version"] == "3.12"
-    assert cli(root, venv, "export") == 0
+    assert run(root, venv, None, "export") == 0
     data = tomllib.loads((root / "pylock.comfylock.toml").read_text())
     assert data["requires-python"] == ">=3.12"
     assert check_target(read_pylock(root / "pylock.comfylock.toml"), target("3.11.7")) is not None
@@ -368,12 +366,12 @@ def test_credentials_never_reach_an_export(tmp_path, index):
 def test_cli_sync_and_check_take_a_pylock(comfy, venv, index):
     root = comfy("numpy\n", TREE)
     compile_(root, venv, index)
-    assert cli(root, venv, "export") == 0
+    assert run(root, venv, None, "export") == 0
     pylock = str(root / "pylock.comfylock.toml")
-    rc = cli(root, venv, "sync", "--lock", pylock)
+    rc = run(root, venv, None, "sync", "--lock", pylock)
     if rc == 2:
         pytest.xfail("api.sync_env does not read pylock files yet (wiring in the export report)")
-    assert rc == 0 and cli(root, venv, "check", "--lock", pylock) == 0
+    assert rc == 0 and run(root, venv, None, "check", "--lock", pylock) == 0
     assert installed(venv) == {"idna": "3.10", "numpy": "1.26.4", "requests": "2.32.3", "scipy": "1.14.0"}
 
 

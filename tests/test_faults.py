@@ -12,7 +12,6 @@ COMFYLOCK_FAULT_POINTS scales the runs (default 4 per scenario; the report's num
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import random
@@ -20,24 +19,16 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import LocalIndex, run
 from wheels import _DATE, _record_hash
 
-from comfylock import api, history
+from comfylock import history
 from comfylock.cli import main
-
-
-def wired(module: object, text: str, *, strict: bool = True) -> pytest.MarkDecorator:
-    """xfail until the lead applies the named part of the wiring in the issue-5 report."""
-    missing = text not in Path(module.__file__).read_text(encoding="utf-8")
-    return pytest.mark.xfail(missing, reason=f"needs {text!r} (wiring in the issue-5 report)", strict=strict)
-
 
 POINTS = int(os.environ.get("COMFYLOCK_FAULT_POINTS", "4"))  # kills per scenario (soak runs: 100+)
 CRITICAL = {"atomic_write", "_sync_dir", "write_lock", "record", "begin", "end", "run_uv", "apply"}
@@ -125,11 +116,6 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def cli(root: Path, venv: Path, wheels: Path | None, *args: str) -> int:
-    extra = ["--no-index", "--find-links", str(wheels)] if args[0] == "compile" and wheels else []
-    return main([args[0], "-q", "--comfyui", str(root), "--python", str(venv), *extra, *args[1:]])
-
-
 def child_cmd(root: Path, venv: Path, wheels: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
     script = root.parent / "runner.py"
     script.write_text(RUNNER)
@@ -199,8 +185,8 @@ def count(key: str, n: int = 1) -> None:
 def setup(comfy, venv, wheels):
     """A ComfyUI synced to the OLD lock, its requirements already moved to NEW. Returns (root, old)."""
     root = comfy(OLD)
-    assert cli(root, venv, wheels, "compile") == 0
-    assert cli(root, venv, wheels, "sync") == 0
+    assert run(root, venv, wheels, "compile", quiet=True) == 0
+    assert run(root, venv, wheels, "sync", quiet=True) == 0
     (root / "requirements.txt").write_text(NEW)
     return root, (root / "comfylock.lock").read_bytes()
 
@@ -208,8 +194,8 @@ def setup(comfy, venv, wheels):
 def test_sigkill_anywhere_in_compile_and_add_leaves_old_or_new_file(setup, venv, wheels, tmp_path):
     root, old = setup
     lock_path, user_req = root / "comfylock.lock", root / "user" / "comfylock" / "requirements.txt"
-    assert cli(root, venv, wheels, "add", "delta>=1") == 0
-    assert cli(root, venv, wheels, "compile") == 0
+    assert run(root, venv, wheels, "add", "delta>=1", quiet=True) == 0
+    assert run(root, venv, wheels, "compile", quiet=True) == 0
     new = lock_path.read_bytes()
     env_before = installed(venv)
     for command, path, before, after in (
@@ -227,7 +213,8 @@ def test_sigkill_anywhere_in_compile_and_add_leaves_old_or_new_file(setup, venv,
             got = path.read_bytes()
             assert got in (before, after), f"{path.name} torn by a kill at event {n}"
             count(f"{command[0]} kept old" if got == before else f"{command[0]} got new")
-            assert cli(root, venv, wheels, *command) == 0  # the same command again finishes the job
+            # the same command again finishes the job
+            assert run(root, venv, wheels, *command, quiet=True) == 0
             assert path.read_bytes() == after
     count("temp files left", len(list(root.rglob(".*.tmp"))))
     assert installed(venv) == env_before  # neither command touches the environment
@@ -258,22 +245,22 @@ def check_after_kill(root, venv, wheels, lock_bytes, base, old_env, new_env, *, 
         assert torn_ok, f"environment half-changed by a kill outside uv: {now}"
         count("torn environments")
         assert added, "the environment changed without a history entry of the state before"
-        assert cli(root, venv, wheels, "check") == 1  # a half-done sync never passes for done
+        assert run(root, venv, wheels, "check", quiet=True) == 1  # a half-done sync never passes for done
     if added:  # the way back: the state before the killed sync, exactly
-        assert cli(root, venv, wheels, "rollback", "--to", str(added[0].id)) == 0
+        assert run(root, venv, wheels, "rollback", "--to", str(added[0].id), quiet=True) == 0
         assert installed(venv) == old_env
         # uv writes a package's RECORD last: killed just before, the files it had linked belong to
         # nothing any more. They are counted (the report gives the number), not hidden.
         count("orphaned files after rollback", len(orphans(venv)))
-        assert cli(root, venv, wheels, "check", "--lock", str(added[0].path)) == 0
-    assert cli(root, venv, wheels, "sync") == 0  # and forward again
-    assert cli(root, venv, wheels, "check") == 0
+        assert run(root, venv, wheels, "check", "--lock", str(added[0].path), quiet=True) == 0
+    assert run(root, venv, wheels, "sync", quiet=True) == 0  # and forward again
+    assert run(root, venv, wheels, "check", quiet=True) == 0
     assert installed(venv) == new_env
 
 
 def test_sigkill_anywhere_in_sync_is_recoverable(setup, venv, wheels, tmp_path):
     root, _ = setup
-    assert cli(root, venv, wheels, "compile") == 0
+    assert run(root, venv, wheels, "compile", quiet=True) == 0
     lock_bytes, old_env = (root / "comfylock.lock").read_bytes(), installed(venv)
     user = root / "user" / "comfylock"
     base = {e.id for e in history.entries(user)}
@@ -305,12 +292,11 @@ TORN = {
 }
 
 
-@wired(api, "remove_torn")
 def test_torn_environment_is_repaired_by_rollback_and_sync(setup, venv, wheels, tmp_path):
     """What uv killed mid-install leaves (each shape seen in the mid-uv kills below), made on purpose:
     the sync is killed just before uv runs, then the environment is torn by hand."""
     root, _ = setup
-    assert cli(root, venv, wheels, "compile") == 0
+    assert run(root, venv, wheels, "compile", quiet=True) == 0
     lock_bytes, old_env, user = (
         (root / "comfylock.lock").read_bytes(),
         installed(venv),
@@ -337,11 +323,10 @@ def test_torn_environment_is_repaired_by_rollback_and_sync(setup, venv, wheels, 
 
 
 @pytest.mark.skipif(os.name == "nt", reason="kills a POSIX process group, uv included")
-@wired(api, "remove_torn", strict=False)  # without it, fails only when a kill tears the environment
 def test_sigkill_mid_uv_install_is_recoverable(setup, venv, wheels, tmp_path):
     """uv killed while it removes and installs files: the environment is torn; the way back holds."""
     root, _ = setup
-    assert cli(root, venv, wheels, "compile") == 0
+    assert run(root, venv, wheels, "compile", quiet=True) == 0
     lock_bytes, old_env, user = (
         (root / "comfylock.lock").read_bytes(),
         installed(venv),
@@ -385,63 +370,6 @@ def test_sigkill_mid_uv_install_is_recoverable(setup, venv, wheels, tmp_path):
 
 
 # --- syncs that fail for real ---------------------------------------------------------------------
-
-
-class LocalIndex:
-    """A PEP 503 simple index of a wheel folder on 127.0.0.1, optionally behind basic auth; stoppable
-    (the index going away). Records the Authorization headers it saw."""
-
-    def __init__(self, folder: Path, auth: tuple[str, str] | None = None) -> None:
-        index = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_HEAD(self) -> None:  # noqa: N802 - http.server's names
-                self.do_GET(body=False)
-
-            def do_GET(self, body: bool = True) -> None:  # noqa: N802
-                self.body = body
-                index.seen.append(self.headers.get("Authorization"))
-                if auth and self.headers.get("Authorization") != index.expected:
-                    self.send_response(401)
-                    self.send_header("WWW-Authenticate", 'Basic realm="test"')
-                    self.end_headers()
-                    return
-                parts = [p for p in self.path.split("/") if p]
-                if len(parts) == 2 and parts[0] == "simple":
-                    links = "".join(
-                        f'<a href="/files/{w.name}">{w.name}</a>\n'
-                        for w in sorted(folder.iterdir())
-                        if w.name.split("-")[0].replace("_", "-").lower() == parts[1]
-                    )
-                    self.reply(f"<html><body>\n{links}</body></html>".encode(), "text/html")
-                elif len(parts) == 2 and parts[0] == "files" and (folder / parts[1]).is_file():
-                    self.reply((folder / parts[1]).read_bytes(), "application/octet-stream")
-                else:
-                    self.send_error(404)
-
-            def reply(self, data: bytes, kind: str) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.body:
-                    self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.seen: list[str | None] = []
-        self.expected = "Basic " + base64.b64encode(":".join(auth).encode()).decode() if auth else None
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def with_auth(self, user: str, password: str) -> str:
-        return self.url.replace("http://", f"http://{user}:{password}@")
 
 
 def failing_sdist(folder: Path, name: str, version: str) -> None:
@@ -519,7 +447,8 @@ def test_disk_full_compile_keeps_lock_and_sync_leaves_the_way_back(setup, venv, 
 
     root, old = setup
     lock_path = root / "comfylock.lock"
-    assert cli(root, venv, wheels, "compile") == 0  # warms uv's cache, so only the lock write fails
+    # warms uv's cache, so only the lock write fails
+    assert run(root, venv, wheels, "compile", quiet=True) == 0
     lock_path.write_bytes(old)
     cmd, env = child_cmd(root, venv, wheels, ["compile"])
     limit = len(old) // 2
@@ -551,18 +480,18 @@ def test_disk_full_compile_keeps_lock_and_sync_leaves_the_way_back(setup, venv, 
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     back = re.search(r"comfylock rollback --to (\d+)", proc.stderr)
     assert back and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert cli(root, venv, wheels, "rollback", "--to", back[1]) == 0
+    assert run(root, venv, wheels, "rollback", "--to", back[1], quiet=True) == 0
     assert installed(venv) == old_env
-    assert cli(root, venv, wheels, "sync") == 0 and cli(root, venv, wheels, "check") == 0
+    assert run(root, venv, wheels, "sync", quiet=True) == 0
+    assert run(root, venv, wheels, "check", quiet=True) == 0
     count("disk full: sync failed, rolled back")
 
 
-@wired(api, "require_intact")
 def test_damaged_lock_exit_2_naming_the_line_environment_untouched(setup, venv, wheels, capsys):
     from comfylock.lock import parse_lock
 
     root, _ = setup
-    assert cli(root, venv, wheels, "compile") == 0
+    assert run(root, venv, wheels, "compile", quiet=True) == 0
     path, good = root / "comfylock.lock", (root / "comfylock.lock").read_text()
     old_env, rng = installed(venv), random.Random(11)
     for _ in range(3 * POINTS):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import install
+from helpers import install
 from wheels import make_wheel
 
 from comfylock import api

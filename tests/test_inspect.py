@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run
 from wheels import make_wheel
 
 from comfylock import collect, inspect
@@ -138,11 +139,6 @@ def test_diff_against_a_git_revision(locks, capsys):
 
 
 # --- with real uv: a compiled lock, a target environment ---------------------------------------------
-
-
-def run(root: Path, venv: Path, index: Path, *args: str) -> int:
-    extra = ["--no-index", "--find-links", str(index)] if args[0] == "compile" else []
-    return main([args[0], "--comfyui", str(root), "--python", str(venv), *extra, *args[1:]])
 
 
 def uv_pip(venv: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

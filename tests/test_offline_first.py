@@ -4,13 +4,11 @@ cache behaves as with PyPI (a --find-links folder on disk would always answer of
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import LocalIndex
 from wheels import make_wheel
 
 from comfylock import api
@@ -20,16 +18,11 @@ from comfylock import api
 def http_index(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     folder = tmp_path / "served"
     folder.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a: None  # type: ignore[method-assign]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    served = LocalIndex(folder)
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", folder
+        yield served.root, folder
     finally:
-        server.shutdown()
-        server.server_close()
+        served.stop()
 
 
 @pytest.fixture

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from conftest import install, installed
+from helpers import install, installed, run
 from wheels import make_wheel
 
 from comfylock.cli import main
 from comfylock.lock import read_lock
-
-
-def run(root: Path, venv: Path, index: Path, *args: str) -> int:
-    extra = ["--no-index", "--find-links", str(index)] if args[0] == "compile" else []
-    return main([args[0], "--comfyui", str(root), "--python", str(venv), *extra, *args[1:]])
-
 
 TREE = {
     "NodeA": {"requirements.txt": "numpy<2\nscipy\n"},

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CORPUS, installed
+from helpers import CORPUS, installed, run
 from wheels import make_wheel
 
 from comfylock import resolve
@@ -27,11 +27,6 @@ OPENCVS = {
     "opencv-contrib-python-headless",
 }
 ONNX = {"onnxruntime", "onnxruntime-gpu"}
-
-
-def run(root: Path, venv: Path, index: Path | None, *args: str) -> int:
-    extra = ["--no-index", "--find-links", str(index)] if args[0] == "compile" and index else []
-    return main([args[0], "--comfyui", str(root), "--python", str(venv), *extra, *args[1:]])
 
 
 def uv_install(venv: Path, *args: str) -> None:

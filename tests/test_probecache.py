@@ -10,22 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import install, uv
+from helpers import age, install, uv
 from wheels import make_wheel
 
 from comfylock._names import canon
 from comfylock.workspace import probe_target, remember
-
-
-def age(venv_python: Path, seconds: float = 60) -> None:
-    """Make the interpreter, pyvenv.cfg and site folders look untouched for a while."""
-    venv = venv_python.parent.parent
-    then = time.time() - seconds
-    paths = [venv / "pyvenv.cfg", *venv.glob("lib*/python*/site-packages"), *venv.glob("Lib/site-packages")]
-    if not venv_python.is_symlink():  # a copy (Windows); never touch the base interpreter a link points to
-        paths.append(venv_python)
-    for p in paths:
-        os.utime(p, (then, then))
 
 
 def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS
+from helpers import CORPUS
 
 from comfylock.cli import main
 from comfylock.lock import read_lock

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import install, installed
+from helpers import install, installed, run
 
 from comfylock._exceptions import InputError
 from comfylock.cli import main
@@ -320,10 +320,6 @@ def test_lock_to_manager_snapshot_from_node_folders(tmp_path):
 # --- end to end through the CLI, real uv ---------------------------------------------------------
 
 
-def run(root: Path, venv: Path, *args: str) -> int:
-    return main([args[0], "--comfyui", str(root), "--python", str(venv), *args[1:]])
-
-
 def test_import_snapshot_then_sync_restores_exactly_with_removals(comfy, venv, index, tmp_path, capsys):
     root = comfy("numpy\n")
     install(venv, index, "torch==2.6.0", "pillow==11.0.0", "numpy==2.1.0")
@@ -333,21 +329,21 @@ def test_import_snapshot_then_sync_restores_exactly_with_removals(comfy, venv, i
         "  git_custom_nodes: {}\n  pips:\n    filelock==3.16.1: ''\n    numpy==1.26.4: ''\n"
         "    torch==2.5.1: ''\n    tqdm==4.66.0: ''\n    -e /home/me/dev/thing: ''\n"
     )
-    assert run(root, venv, "import-snapshot", str(snap), "--no-index", "--find-links", str(index)) == 0
+    assert run(root, venv, None, "import-snapshot", str(snap), "--no-index", "--find-links", str(index)) == 0
     out = capsys.readouterr().out
     assert "4 packages" in out and "-e /home/me/dev/thing: editable" in out
     lock = read_lock(root / "comfylock.lock")
     assert lock.intact and lock.meta["source"] == f"manager-snapshot {snap.name}"
-    assert run(root, venv, "sync") == 0
+    assert run(root, venv, None, "sync") == 0
     assert installed(venv) == {"filelock": "3.16.1", "numpy": "1.26.4", "torch": "2.5.1", "tqdm": "4.66.0"}
-    assert run(root, venv, "check") == 0
+    assert run(root, venv, None, "check") == 0
 
 
 def test_import_snapshot_dry_run_and_json(comfy, venv, tmp_path, capsys):
     root = comfy("")
     snap = tmp_path / "s.json"
     snap.write_text(json.dumps(manager_dict(), indent=4))
-    assert run(root, venv, "import-snapshot", str(snap), "--dry-run", "--json") == 0
+    assert run(root, venv, None, "import-snapshot", str(snap), "--dry-run", "--json") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["schema"] == "comfylock.import-snapshot/1"
     assert report["written"] is False and report["packages"] == 5
@@ -358,7 +354,7 @@ def test_import_snapshot_dry_run_and_json(comfy, venv, tmp_path, capsys):
 
 def test_import_snapshot_missing_file_exit_2(comfy, venv, tmp_path, capsys):
     root = comfy("")
-    assert run(root, venv, "import-snapshot", str(tmp_path / "nope.json")) == 2
+    assert run(root, venv, None, "import-snapshot", str(tmp_path / "nope.json")) == 2
     assert "no such snapshot file" in capsys.readouterr().err
 
 
@@ -372,19 +368,21 @@ def test_export_manager_snapshot_round_trips_through_import(comfy, venv, index, 
         main(["compile", "--comfyui", str(root), "--python", str(venv), "--no-index", "-f", str(index)]) == 0
     )
     out_json = tmp_path / "snapshots" / "comfylock.json"
-    assert run(root, venv, "export", "--format", "manager-snapshot", "-o", str(out_json)) == 0
+    assert run(root, venv, None, "export", "--format", "manager-snapshot", "-o", str(out_json)) == 0
     snap = json.loads(out_json.read_text())
     assert snap["comfyui"] == "c" * 40
     assert snap["git_custom_nodes"] == {"https://github.com/me/NodeA": {"hash": "a" * 40, "disabled": False}}
     assert snap["pips"] == {"numpy==1.26.4": "", "tqdm==4.66.0": ""}
     out_yaml = tmp_path / "snapshots" / "comfylock.yaml"
-    assert run(root, venv, "export", "--format", "manager-snapshot", "-o", str(out_yaml)) == 0
+    assert run(root, venv, None, "export", "--format", "manager-snapshot", "-o", str(out_yaml)) == 0
     assert read_snapshot(out_yaml) == read_snapshot(out_json)
     capsys.readouterr()
-    assert run(root, venv, "export", "--format", "manager-snapshot") == 0  # to standard output
+    assert run(root, venv, None, "export", "--format", "manager-snapshot") == 0  # to standard output
     assert json.loads(capsys.readouterr().out) == snap
     other = tmp_path / "other.lock"
-    assert run(root, venv, "import-snapshot", str(out_yaml), "--lock", str(other), "-f", str(index)) == 0
+    assert (
+        run(root, venv, None, "import-snapshot", str(out_yaml), "--lock", str(other), "-f", str(index)) == 0
+    )
     assert [p.spec for p in read_lock(other).pins] == [
         p.spec for p in read_lock(root / "comfylock.lock").pins
     ]
