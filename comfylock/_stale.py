@@ -57,7 +57,7 @@ def read_inputs(
         installed=target.visible,
         os=target.os,
         has_gpu=target.has_gpu,
-        comfyui_version=_compile.comfyui_version(ws.root),
+        comfyui_version=_compile.comfyui_version(ws.version_files),
     )
     for inp in coll.inputs:
         for opt in inp.index_options:

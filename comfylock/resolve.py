@@ -205,6 +205,7 @@ class ResolveRequest:
 class Resolved:
     name: str  # canonical
     spec: str  # "numpy==1.26.4" or "foo @ https://..."
+    groups: tuple[str, ...]  # input groups that asked for it directly
     parents: tuple[str, ...]  # packages that depend on it
 
 
@@ -223,7 +224,7 @@ def compile_warned(request: ResolveRequest) -> tuple[list[Resolved], tuple[str, 
     with _tempdir() as tmp:
         d = Path(tmp)
         # Files are named by position, not by node name: a hostile folder name never reaches uv.
-        groups = {}
+        groups: dict[str, str] = {}
         # Not --quiet: it hides uv's warnings too. The resolution uv then prints on stdout is not read.
         args = [
             "pip",
@@ -235,9 +236,10 @@ def compile_warned(request: ResolveRequest) -> tuple[list[Resolved], tuple[str, 
             "--output-file",
             "out.txt",
         ]
-        for i, lines in enumerate(request.inputs.values()):
+        for i, (group, lines) in enumerate(request.inputs.items()):
             name = f"in{i:04d}.txt"
             (d / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+            groups[name] = group
             args.append(name)
         for flag, lines, fname in (
             ("--constraints", request.constraints, "constraints.txt"),
@@ -288,16 +290,23 @@ def _preferences(lock_text: str) -> str:
     return "\n".join(keep) + "\n"
 
 
-def _parse_output(text: str) -> list[Resolved]:
+def _parse_output(text: str, groups: Mapping[str, str]) -> list[Resolved]:
     out: list[Resolved] = []
     for line in text.splitlines():
         if not line.strip() or line.startswith("#") or line.startswith("-"):
             continue
         m = _VIA.match(line)
         spec, via = (m["spec"].strip(), m["via"]) if m else (line.split(" #")[0].strip(), "")
-        parents = [canon(v) for v in (v.strip() for v in via.split(",")) if v and not v.startswith("-")]
+        direct, parents = [], []
+        for item in (v.strip() for v in via.split(",")):
+            if item.startswith("-r "):
+                g = groups.get(item[3:].strip())
+                if g is not None:
+                    direct.append(g)
+            elif item and not item.startswith("-"):
+                parents.append(canon(item))
         name = re.split(r"[\s=<>!~;@\[]", spec, maxsplit=1)[0]
-        out.append(Resolved(canon(name), spec, tuple(sorted(parents))))
+        out.append(Resolved(canon(name), spec, tuple(direct), tuple(sorted(parents))))
     return sorted(out, key=lambda r: r.name)
 
 

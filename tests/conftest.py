@@ -9,27 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import CORPUS
+from helpers import CORPUS, STANDARD
 from wheels import make_index
-
-STANDARD = {
-    "numpy": {"1.26.4": [], "2.1.0": []},
-    "scipy": {"1.11.4": ["numpy<1.28"], "1.14.0": ["numpy>=1.23"]},
-    "pillow": {"10.4.0": [], "11.0.0": []},
-    "requests": {"2.31.0": ["idna>=2"], "2.32.3": ["idna>=2"]},
-    "idna": {"3.7": [], "3.10": []},
-    "tqdm": {"4.66.0": []},
-    "opencv-python": {"4.10.0": ["numpy>=1.21"]},
-    "opencv-python-headless": {"4.10.0": ["numpy>=1.21"]},
-    "opencv-contrib-python": {"4.10.0": ["numpy>=1.21"]},
-    "opencv-contrib-python-headless": {"4.10.0": ["numpy>=1.21"]},
-    "onnxruntime": {"1.19.0": ["numpy"]},
-    "onnxruntime-gpu": {"1.19.0": ["numpy"]},
-    "filelock": {"3.16.1": []},
-    "torch": {"2.5.1": ["filelock"], "2.6.0": ["filelock"]},
-    "insightface": {"0.7.3": ["onnxruntime", "numpy"]},
-    "ultralytics": {"8.3.0": ["opencv-python>=4.6", "numpy"]},
-}
 
 
 def pytest_configure(config: pytest.Config) -> None:

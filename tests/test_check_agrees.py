@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import STANDARD
+from helpers import STANDARD
 from wheels import make_index
 
 from comfylock.cli import main

@@ -12,7 +12,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import installed
+from helpers import installed
 
 from comfylock.cli import main
 from comfylock.lock import read_lock

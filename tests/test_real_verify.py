@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import installed
+from helpers import installed
 
 from comfylock.cli import main
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import STANDARD, installed
+from helpers import STANDARD, installed
 from wheels import make_index
 
 from comfylock.cli import main

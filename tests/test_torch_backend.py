@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import install
+from helpers import install
 from wheels import make_wheel
 
 from comfylock import _torch_backend as tb

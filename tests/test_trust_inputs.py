@@ -802,11 +802,11 @@ def test_probe_cache_sees_a_same_size_pth_edit_with_its_mtime_reset(venv, tmp_pa
     cache = tmp_path / "cache.json"
     time.sleep(_probecache._RACY_NS / 1e9 + 0.1)  # the .pth's ctime must be old enough to be stored
     remember(probe_target(venv, cache))
-    assert str(one) in probe_target(venv, cache).site_dirs
+    assert str(one) in probe_target(venv, cache).paths
     with open(pth, "r+") as f:  # same inode, same size, then the old mtime back
         f.write(f"import sys; sys.path.append({str(two)!r})\n")
     os.utime(pth, (then, then))
-    assert str(two) in probe_target(venv, cache).site_dirs
+    assert str(two) in probe_target(venv, cache).paths
 
 
 def test_terminal_escapes_in_node_names_are_printed_escaped(tmp_path, comfy, venv, capsys):

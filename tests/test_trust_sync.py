@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import STANDARD, install, installed, uv
+from helpers import STANDARD, install, installed, uv
 from wheels import make_index
 
 from comfylock import api, history

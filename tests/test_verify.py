@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import installed
+from helpers import installed
 from standin_comfyui import install_standin
 from wheels import make_wheel
 
