@@ -19,7 +19,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     """Add this area's subcommands; each sets `handler=fn(args, out) -> exit code`."""
     p = sub.add_parser("why", help="why a package is in the lock: the chains from nodes to it, and policies")
     common(p)
-    p.add_argument("package", metavar="PKG")
+    p.add_argument("package", metavar="PKG", help="a package name in the lock")
     p.set_defaults(handler=_why)
 
     p = sub.add_parser(
@@ -29,8 +29,16 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
         "or PATH beside it, at a git revision). OLD defaults to env, NEW to the lock.",
     )
     common(p)
-    p.add_argument("old", nargs="?", default="env", metavar="OLD")
-    p.add_argument("new", nargs="?", default=None, metavar="NEW")
+    p.add_argument(
+        "old", nargs="?", default="env", metavar="OLD", help="a lock, env or git:REV[:PATH] (default: env)"
+    )
+    p.add_argument(
+        "new",
+        nargs="?",
+        default=None,
+        metavar="NEW",
+        help="a lock, env or git:REV[:PATH] (default: the lock)",
+    )
     p.set_defaults(handler=_diff)
 
     p = sub.add_parser("nodes", help="each node: its requirement file, how many lines, what only it brings")
