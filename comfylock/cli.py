@@ -177,11 +177,16 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"comfylock {__version__}")
         return 0
     args = build_parser(command_of(words)).parse_args(words)
+    from . import _progress
     from ._exceptions import ComfylockError, ResolutionError
     from ._redact import redact_text
 
+    as_json = getattr(args, "json", False)
+    _progress.configure(
+        quiet=args.quiet, verbose=args.verbose, as_json=as_json, color=getattr(args, "color", "auto")
+    )
     try:
-        return _run(args, Out(args.quiet, args.verbose, getattr(args, "json", False)))
+        return _run(args, Out(args.quiet, args.verbose, as_json))
     except ResolutionError as e:
         if args.debug:
             raise

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import _progress
 from ._exceptions import ResolutionError, UvError
 from ._names import canon
 
@@ -59,17 +60,32 @@ def _tempdir() -> tempfile.TemporaryDirectory[str]:
 
 
 def run_uv(
-    args: Sequence[str], *, cwd: Path | None = None, check: bool = True, env: Mapping[str, str] | None = None
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    show: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    cmd = [uv_bin(), *args]
+    """Run uv; `show`: its stderr (progress bars, what it installs) goes to the user's terminal as it
+    comes instead of being captured, so `proc.stderr` is None."""
+    cmd = [uv_bin(), *args, *(_progress.uv_args() if show else ())]
     full_env = dict(os.environ if env is None else env)
-    # uv's own colours and progress bars would end up in the messages comfylock quotes.
-    full_env.setdefault("NO_COLOR", "1")
+    if not show:
+        # uv's own colours and progress bars would end up in the messages comfylock quotes.
+        full_env.setdefault("NO_COLOR", "1")
     import subprocess  # not at import: a no-op sync runs no uv at all
 
     try:
         proc = subprocess.run(
-            cmd, cwd=cwd, capture_output=True, text=True, env=full_env, encoding="utf-8", errors="replace"
+            cmd,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=None if show else subprocess.PIPE,
+            text=True,
+            env=full_env,
+            encoding="utf-8",
+            errors="replace",
         )
     except OSError as e:
         raise UvError(f"cannot run uv: {e.strerror}", path=cmd[0]) from None
@@ -239,7 +255,10 @@ def compile(request: ResolveRequest) -> list[Resolved]:
             args.append("--offline")
         if request.refresh:
             args.append("--refresh")
-        proc = run_uv(args, cwd=d, check=False)
+        count = sum(len(lines) for lines in request.inputs.values())
+        how = " from uv's cache" if request.offline else ""
+        with _progress.step(f"resolving {count} requirements of {len(groups)} inputs with uv{how}"):
+            proc = run_uv(args, cwd=d, check=False)
         if proc.returncode != 0:
             raise _failure(proc.stderr, proc.returncode)
         return _parse_output((d / "out.txt").read_text(encoding="utf-8"), groups)
@@ -315,8 +334,10 @@ def sync(
     offline: bool = False,
     dry_run: bool = False,
     reinstall: Sequence[str] = (),
+    what: str = "syncing the environment",
 ) -> subprocess.CompletedProcess[str]:
-    """`uv pip sync` the target environment to exactly `lock_text` (a requirements file)."""
+    """`uv pip sync` the target environment to exactly `lock_text` (a requirements file). On a terminal
+    uv draws its own progress (downloads, builds, installs) there; `what` names the step."""
     with _tempdir() as tmp:
         f = Path(tmp) / "sync.txt"
         f.write_text(lock_text, encoding="utf-8")
@@ -328,10 +349,42 @@ def sync(
             args.append("--dry-run")
         for name in reinstall:
             args += ["--reinstall-package", name]
-        proc = run_uv(args, check=False)
+        show = _progress.passthrough() and not dry_run
+        with _progress.step(what, uv_draws=show):
+            proc = run_uv(args, check=False, show=show)
         if proc.returncode != 0:
-            raise UvError(f"uv pip sync failed: {_last_error(proc.stderr, proc.returncode)}")
+            why = "its message is above" if show else _last_error(proc.stderr, proc.returncode)
+            raise UvError(f"uv pip sync failed: {why}")
         return proc
+
+
+def needs_build(pins: Sequence[str], python: Path, index: IndexOptions) -> list[str]:
+    """Which of `pins` ("name==version") have no wheel for the target, so installing them builds from
+    source. Asked of uv's cache only (a PEP 751 pylock for the target lists only wheels it can
+    install): cheap after a compile, and nothing (an empty answer) when the cache cannot tell."""
+    if not pins:
+        return []
+    with _tempdir() as tmp:
+        d = Path(tmp)
+        (d / "pins.txt").write_text("".join(f"{p}\n" for p in pins), encoding="utf-8")
+        args = ["pip", "compile", "pins.txt", "--no-deps", "--no-header", "--quiet", "--offline"]
+        args += ["--output-file", "pylock.toml", "--python", str(python), *index.args()]
+        if run_uv(args, cwd=d, check=False).returncode != 0:
+            return []
+        text = (d / "pylock.toml").read_text(encoding="utf-8")
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        packages = tomllib.loads(text).get("packages", [])
+    except ValueError:
+        return []
+    return [
+        f"{p.get('name')} {p.get('version')}"
+        for p in packages
+        if isinstance(p, dict) and "sdist" in p and not p.get("wheels")
+    ]
 
 
 def pylock(
@@ -371,7 +424,8 @@ def pylock(
 
 def pip_check(python: Path) -> str:
     """`uv pip check` of the target: its report (uv prints it on stderr and exits 1 on problems)."""
-    proc = run_uv(["pip", "check", "--python", str(python)], check=False)
+    with _progress.step("checking that installed packages' requirements hold (uv pip check)"):
+        proc = run_uv(["pip", "check", "--python", str(python)], check=False)
     if proc.returncode not in (0, 1):
         raise UvError(f"uv pip check failed: {_last_error(proc.stderr, proc.returncode)}")
     return proc.stderr

@@ -94,7 +94,20 @@ def apply(p: SyncPlan, python: Path, index: IndexOptions, *, offline: bool = Fal
     """Carry out a plan with `uv pip sync`. A no-op plan runs nothing."""
     if p.is_noop:
         return
-    resolve.sync(p.sync_text, python, index, offline=offline, reinstall=p.reinstall)
+    from . import _progress
+
+    if _progress.mode() != "off":  # only said when shown: the question costs a run of uv
+        changing = {c.name for c in p.changes if c.new is not None} | set(p.reinstall)
+        pins = [line.strip() for line in p.sync_text.splitlines() if "==" in line and " @ " not in line]
+        asked = [pin for pin in pins if canon(pin.partition("==")[0]) in changing]
+        for what in resolve.needs_build(asked, python, index):
+            _progress.note(
+                f"{what} has no wheel for this platform: building from source "
+                "(needs its build tools, often a C/C++ compiler and cmake; can take minutes)"
+            )
+    n = len(p.changes) + len([r for r in p.reinstall if r not in {c.name for c in p.changes}])
+    what = f"installing, upgrading and removing {n} packages with uv"
+    resolve.sync(p.sync_text, python, index, offline=offline, reinstall=p.reinstall, what=what)
 
 
 def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> list[Path]:
