@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from . import _quick, export, history, lock, resolve, sync
 from ._exceptions import InputError, LockFileError, UvError
 from ._filelock import locked
-from ._fs import atomic_write
+from ._fs import atomic_write, flushed_behind
 from ._redact import restore
 from .config import Config, load_config
 from .lock import Change, Lock
@@ -266,10 +266,15 @@ def sync_env(
     unfinished = history.pending(ctx.ws.user_dir)
     if not dry_run and unfinished and sync.remove_torn(target.site_dirs, unfinished.packages):
         target = probe_target(ctx.ws.python)  # what is left once a killed install's debris is gone
-    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
+    # Past remove_torn, what a killed sync left installed is whole, so uv installs only what is missing
+    # or other, from its cache: forcing a reinstall would make uv fetch those packages again.
+    redo = unfinished.packages if unfinished and dry_run else ()
+    p = sync.plan(the_lock, target.installed, unfinished=redo)
     if dry_run or p.is_noop:
         if not dry_run:
             remember(target)
+            if unfinished:  # the killed sync had done all that mattered; only its debris was left
+                history.end(ctx.ws.user_dir)
         return SyncResult(p, path, None, dry_run, tuple(warnings))
     index = IndexOptions.from_lines(the_lock.options) if the_lock.options else ctx.config.index
     # A lock holds index URLs without credentials; the user's own settings give them back.
@@ -281,16 +286,18 @@ def sync_env(
         index.no_index,
     )
     frozen = _freeze(target)
-    entry = history.record(
-        ctx.ws.user_dir,
-        frozen,
-        index.lines(),
-        trigger=trigger or f"sync {path.name}",
-        target=target.meta(),
-    )
-    history.begin(ctx.ws.user_dir, entry.id, [c.name for c in p.changes] + list(p.reinstall))
     try:
-        sync.apply(p, ctx.ws.python, index, offline=offline)
+        # The entry and the marker are in place before uv starts; their fsyncs overlap with uv.
+        with flushed_behind():
+            entry = history.record(
+                ctx.ws.user_dir,
+                frozen,
+                index.lines(),
+                trigger=trigger or f"sync {path.name}",
+                target=target.meta(),
+            )
+            history.begin(ctx.ws.user_dir, entry.id, [c.name for c in p.changes] + list(p.reinstall))
+            sync.apply(p, ctx.ws.python, index, offline=offline)
     except UvError as e:
         if _freeze(probe_target(ctx.ws.python)) == frozen:  # uv stopped before changing anything
             history.end(ctx.ws.user_dir, restore=unfinished)

@@ -132,7 +132,10 @@ def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> l
             if canon(info.name.partition("-")[0]) not in wanted:
                 continue
             listed, complete = _record(info)
-            if complete and (info / "METADATA").is_file() and (info / "INSTALLER").is_file():
+            whole = complete and (info / "METADATA").is_file() and (info / "INSTALLER").is_file()
+            # uv removes a package's files before its .dist-info: a kill then leaves a whole RECORD
+            # listing files that are gone.
+            if whole and all(os.path.lexists(info.parent / rel) for rel in listed):
                 continue  # whole: uv uninstalls or reinstalls it itself
             _remove_listed(info.parent, listed)
             import shutil
