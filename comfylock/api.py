@@ -355,11 +355,17 @@ class CheckReport:
 
 def check_report(ctx: Context) -> CheckReport:
     """check(), plus whether the lock is stale and what `uv pip check` finds broken."""
-    from . import _compile, inspect
-
     ws, cfg = ctx.ws, ctx.config
     target = probe_target(ws.python, ws.probe_cache)
     the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))
+    unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
+    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
+    if p.is_noop and _as_compiled(ctx, target, the_lock):
+        # Inputs unchanged since this lock was compiled (nothing stale), and the environment is exactly
+        # one uv resolution (nothing broken): no collecting, no `uv pip check`.
+        return CheckReport(p)
+    from . import _compile, inspect
+
     try:
         coll = _collect(ctx, cfg.skip, keep_going=True)
         folders = {i.node: i.path for i in coll.inputs}
@@ -367,9 +373,19 @@ def check_report(ctx: Context) -> CheckReport:
     except InputError as e:
         stale = [inspect.Stale("?", "requirements", f"cannot read the requirements now: {e}")]
     broken = inspect.parse_pip_check(resolve.pip_check(ws.python))
-    unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
-    p = sync.plan(the_lock, target.installed, unfinished=unfinished.packages if unfinished else ())
     return CheckReport(p, tuple(stale), tuple(broken))
+
+
+def _as_compiled(ctx: Context, target: Target, the_lock: Lock) -> bool:
+    """True when `the_lock` is intact and a compile with the usual arguments would find it up to date
+    (the quick check of compile, which reads no node's requirements)."""
+    fp = the_lock.meta.get("fingerprint")
+    if not fp or not the_lock.intact:
+        return False
+    cfg = ctx.config
+    index = cfg.index or IndexOptions.from_env(os.environ)
+    args = _quick.arguments(cfg.skip, False, (), True, index.args(), None, None)
+    return _quick.lookup(_quick.cache_path(ctx.ws), ctx.lock_path, ctx.ws, target, args) == fp
 
 
 # --- the user's own requirements -----------------------------------------------------------------

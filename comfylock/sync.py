@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,21 @@ class SyncPlan:
         return not self.changes and not self.reinstall
 
 
+_PLAIN = re.compile(r"\d+(\.\d+)*")  # a release with no pre, post, dev or local part
+
+
+def _release(version: str) -> tuple[int, ...]:
+    parts = [int(p) for p in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:  # 1.0 == 1.0.0, as packaging compares them
+        parts.pop()
+    return tuple(parts)
+
+
 def _same(installed: str | None, pinned: str | None) -> bool:
     if installed is None or pinned is None or installed == pinned:
         return installed == pinned
+    if _PLAIN.fullmatch(installed) and _PLAIN.fullmatch(pinned):  # the common case, without packaging
+        return _release(installed) == _release(pinned)
     from packaging.version import InvalidVersion, Version  # only for 1.0 vs 1.0.0: rare
 
     try:
@@ -52,8 +65,8 @@ def _label_only(installed: str | None, pinned: str | None) -> bool:
     """True when the two versions differ only in their local label (2.5.1+cu124 against 2.5.1): uv
     counts the installed one as satisfying the pin and would keep it, so it must be reinstalled. A
     plain version change needs no forcing, and forcing costs uv a cache refresh per package."""
-    if installed is None or pinned is None:
-        return False
+    if installed is None or pinned is None or ("+" not in installed and "+" not in pinned):
+        return False  # only a local label (+cu124) makes two versions differ this way
     from packaging.version import InvalidVersion, Version
 
     try:
