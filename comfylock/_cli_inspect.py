@@ -179,10 +179,10 @@ def report_lines(
 ) -> list[str]:
     """Lines for what `compile` and `check` add to their output: duplicate imports (inspect.Duplicate),
     a stale lock (inspect.Stale) and broken requirements in the environment (inspect.Broken)."""
-    from .explain import POLICY_FILE
-
     out = []
     for d in duplicates:
+        from .explain import POLICY_FILE  # here: it brings the resolver's explainer, which check needs not
+
         asked = "; ".join(f"{k} by {', '.join(v)}" if v else k for k, v in d.asked_by.items())
         out.append(
             f"{d.severity}: {', '.join(d.dists)} all install `import {d.module}`: {d.reason} ({asked})"

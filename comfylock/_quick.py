@@ -140,9 +140,23 @@ def lookup(
 
 
 def record(
-    cache: Path, lock_path: Path, fingerprint: str, files: list[str], names: list[str], quick: str
+    cache: Path,
+    lock_path: Path,
+    fingerprint: str,
+    files: list[str],
+    names: list[str],
+    quick: str,
+    args: Mapping[str, Any] | None = None,
 ) -> None:
     """Remember what a compile read: call it once the lock is written or found up to date, with the
     digest taken right after collecting (a file edited while uv resolved must not count as read)."""
-    entry = {"fingerprint": fingerprint, "files": files, "names": names, "digest": quick}
+    entry = {"fingerprint": fingerprint, "files": files, "names": names, "digest": quick, "args": args}
     update_json_dict(cache, str(lock_path), entry)
+
+
+def as_compiled(cache: Path, lock_path: Path, ws: Workspace, target: Target) -> str | None:
+    """lookup() with the arguments the last compile of `lock_path` was given: the fingerprint of its
+    lock when nothing that compile read has changed since (`check` asks: is the lock stale?)."""
+    entry = read_json_dict(cache).get(str(lock_path))
+    args = entry.get("args") if isinstance(entry, dict) else None
+    return lookup(cache, lock_path, ws, target, args) if isinstance(args, dict) else None

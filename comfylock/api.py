@@ -141,7 +141,7 @@ def compile(  # noqa: A001 - the command's name
 
     def done() -> None:
         remember(target)
-        _quick.record(_quick.cache_path(ws), ctx.lock_path, fp, watched, names, quick)
+        _quick.record(_quick.cache_path(ws), ctx.lock_path, fp, watched, names, quick, args)
 
     if previous is not None and previous.intact and previous.meta.get("fingerprint") == fp and not forced:
         if not dry_run:
@@ -377,15 +377,12 @@ def check_report(ctx: Context) -> CheckReport:
 
 
 def _as_compiled(ctx: Context, target: Target, the_lock: Lock) -> bool:
-    """True when `the_lock` is intact and a compile with the usual arguments would find it up to date
-    (the quick check of compile, which reads no node's requirements)."""
+    """True when `the_lock` is intact and nothing its compile read has changed since (compile's quick
+    check, which reads no node's requirements)."""
     fp = the_lock.meta.get("fingerprint")
     if not fp or not the_lock.intact:
         return False
-    cfg = ctx.config
-    index = cfg.index or IndexOptions.from_env(os.environ)
-    args = _quick.arguments(cfg.skip, False, (), True, index.args(), None, None)
-    return _quick.lookup(_quick.cache_path(ctx.ws), ctx.lock_path, ctx.ws, target, args) == fp
+    return _quick.as_compiled(_quick.cache_path(ctx.ws), ctx.lock_path, ctx.ws, target) == fp
 
 
 # --- the user's own requirements -----------------------------------------------------------------
