@@ -234,7 +234,7 @@ def collect(
     from . import _progress
 
     try:
-        with _progress.step("reading the requirements of custom nodes:", total=len(ws.nodes)):
+        with _progress.step("reading the requirements of custom nodes", total=len(ws.nodes)):
             inputs.append(_core(ws.root, root_real, settings.get(CORE, NodeSettings()), keep_going))
             inputs += _nodes(ws, root_real, settings, skip_nodes, keep_going)
         if user_requirements is not None:

@@ -84,7 +84,7 @@ def test_a_slow_resolution_shows_its_step_and_time_while_it_runs(comfy, venv) ->
         code = term.finish()
         server.close()
     assert seen and running, term.text
-    assert "reading the requirements of custom nodes:" in term.text
+    assert "reading the requirements of custom nodes" in term.text
     assert "interrupted: nothing was written; run `comfylock --comfyui" in term.text
     assert code == 130
 
@@ -116,7 +116,7 @@ def test_off_a_terminal_one_line_per_step_with_v_and_nothing_with_q(comfy, venv,
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
-        "comfylock: reading the requirements of custom nodes:",
+        "comfylock: reading the requirements of custom nodes",
         "comfylock: resolving 2 requirements of 2 inputs with uv",
     ]
     done = subprocess.run(_comfylock("sync", "-q", *base), capture_output=True, text=True, env=env)
