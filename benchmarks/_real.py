@@ -101,6 +101,7 @@ class Real:
             rows.append(self.sync_case())
         if only is None or "5" in only:
             rows.append(self.rollback_case())
+            rows.append(self.resume_case())
         return rows
 
     def compile_cases(self) -> list[Row]:
@@ -235,6 +236,47 @@ class Real:
             f"rollback of a lock differing in {len(moved)} packages, offline",
             times[0],
             "uv pip sync --offline",
+            times[1],
+            1.5,
+        )
+
+    def resume_case(self) -> Row:
+        """5b: the sync from A to case 5's lock B stopped before uv changed anything (its marker left),
+        completed by the next `comfylock sync`, against the same sync not interrupted (online both)."""
+        self.log("real case 5b: completing an interrupted sync of 20 packages")
+        from comfylock import history
+
+        user, lock_a, lock_b = (
+            self.root / "user" / "comfylock",
+            self.root / "comfylock.lock",
+            self.work / "b.lock",
+        )
+        from comfylock import lock as locks
+
+        was = {p.name: p.version for p in locks.read_lock(lock_a).pins}
+        changed = [p.name for p in locks.read_lock(lock_b).pins if was.get(p.name) != p.version]
+        to_a = [self.uv, "pip", "sync", "--quiet", lock_a, "--python", self.py, "--offline"]
+        sync_b = self.cl("sync", "--lock", lock_b)
+
+        def ours() -> float:
+            run(to_a, self.env)
+            history.end(user)
+            history.begin(user, history.entries(user)[-1].id, changed)  # what the stopped sync left
+            return timed(sync_b, self.env)
+
+        def ref() -> float:
+            run(to_a, self.env)
+            history.end(user)
+            return timed(sync_b, self.env)
+
+        times = interleave([ours, ref], self.repeat, self.warmup)
+        run(to_a, self.env)
+        history.end(user)
+        return compare(
+            "5b",
+            "completing an interrupted sync of 20 packages",
+            times[0],
+            "the same comfylock sync, not interrupted",
             times[1],
             1.5,
         )
