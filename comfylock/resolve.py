@@ -358,33 +358,17 @@ def sync(
         return proc
 
 
-def needs_build(pins: Sequence[str], python: Path, index: IndexOptions) -> list[str]:
-    """Which of `pins` ("name==version") have no wheel for the target, so installing them builds from
-    source. Asked of uv's cache only (a PEP 751 pylock for the target lists only wheels it can
-    install): cheap after a compile, and nothing (an empty answer) when the cache cannot tell."""
-    if not pins:
-        return []
+def target_pylock(pins: Sequence[str], python: Path, index: IndexOptions) -> str | None:
+    """The PEP 751 pylock uv writes for exactly `pins` and the target, from its cache alone (None when
+    the cache cannot tell). It lists only the wheels the target can install."""
     with _tempdir() as tmp:
         d = Path(tmp)
         (d / "pins.txt").write_text("".join(f"{p}\n" for p in pins), encoding="utf-8")
         args = ["pip", "compile", "pins.txt", "--no-deps", "--no-header", "--quiet", "--offline"]
         args += ["--output-file", "pylock.toml", "--python", str(python), *index.args()]
         if run_uv(args, cwd=d, check=False).returncode != 0:
-            return []
-        text = (d / "pylock.toml").read_text(encoding="utf-8")
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        packages = tomllib.loads(text).get("packages", [])
-    except ValueError:
-        return []
-    return [
-        f"{p.get('name')} {p.get('version')}"
-        for p in packages
-        if isinstance(p, dict) and "sdist" in p and not p.get("wheels")
-    ]
+            return None
+        return (d / "pylock.toml").read_text(encoding="utf-8")
 
 
 def pylock(

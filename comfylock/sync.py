@@ -113,7 +113,7 @@ def apply(p: SyncPlan, python: Path, index: IndexOptions, *, offline: bool = Fal
         changing = {c.name for c in p.changes if c.new is not None} | set(p.reinstall)
         pins = [line.strip() for line in p.sync_text.splitlines() if "==" in line and " @ " not in line]
         asked = [pin for pin in pins if canon(pin.partition("==")[0]) in changing]
-        for what in resolve.needs_build(asked, python, index):
+        for what in needs_build(asked, python, index):
             _progress.note(
                 f"{what} has no wheel for this platform: building from source "
                 "(needs its build tools, often a C/C++ compiler and cmake; can take minutes)"
@@ -121,6 +121,26 @@ def apply(p: SyncPlan, python: Path, index: IndexOptions, *, offline: bool = Fal
     n = len(p.changes) + len([r for r in p.reinstall if r not in {c.name for c in p.changes}])
     what = f"installing, upgrading and removing {n} packages with uv"
     resolve.sync(p.sync_text, python, index, offline=offline, reinstall=p.reinstall, what=what)
+
+
+def needs_build(pins: list[str], python: Path, index: IndexOptions) -> list[str]:
+    """Which of `pins` ("name==version") have no wheel for the target, so installing them builds from
+    source ("name version" each). Asked of uv's cache only: cheap after a compile, and nothing when
+    the cache cannot tell."""
+    text = resolve.target_pylock(pins, python, index) if pins else None
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        packages = tomllib.loads(text).get("packages", []) if text else []
+    except ValueError:
+        return []
+    return [
+        f"{p.get('name')} {p.get('version')}"
+        for p in packages
+        if isinstance(p, dict) and "sdist" in p and not p.get("wheels")
+    ]
 
 
 def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> list[Path]:
