@@ -211,6 +211,8 @@ class Hermetic:
         run(self.cl("rollback", t, py, "--to", str(entry)), self.env)
         if run(self.cl("check", t, py), self.env, check=False).returncode != 0:
             raise BenchError("after `comfylock rollback` the environment does not match lock A")
+        resumed = self.resume_times(t, py, lock_a, lock_b, [p.name for p in moved])
+        noop_rows = self.noop_rows(t, py)
         n = len(a.pins)
         return [
             compare(
@@ -224,6 +226,66 @@ class Hermetic:
                 back[1],
                 1.5,
             ),
+            *resumed,
+            *noop_rows,
+        ]
+
+    def noop_rows(self, t: Tree, py: Path) -> list[Row]:
+        """9c-9e: each no-op command (the environment matches the lock A of cases 4-5) against
+        `comfylock --version`: what is left once start-up is paid must be small."""
+        self.log("case 9c-9e: no-op commands against --version")
+        expect_output(self.cl("compile", t, py), self.env, "up to date")
+        expect_output(self.cl("sync", t, py), self.env, "nothing to do")
+        expect_output([self.comfylock, "check", "--comfyui", t.root, "-p", py], self.env, "matches")
+        rows = []
+        for case, what, cmd in (
+            ("9c", "no-op compile (up to date)", self.cl("compile", t, py)),
+            ("9d", "no-op sync (nothing to do)", self.cl("sync", t, py)),
+            (
+                "9e",
+                "check, environment matching",
+                [self.comfylock, "check", "--comfyui", t.root, "-p", py, "-q"],
+            ),
+        ):
+            times = self.pairs(
+                [lambda c=cmd: timed(c, self.env), lambda: timed([self.comfylock, "--version"], self.env)]
+            )
+            rows.append(compare(case, what, times[0], "comfylock --version", times[1], 3))
+        return rows
+
+    def resume_times(self, t: Tree, py: Path, lock_a: Path, lock_b: Path, moved: list[str]) -> list[Row]:
+        """5b: a sync to B stopped before uv changed anything (its marker written), completed by the
+        next `comfylock sync`, against the same sync not interrupted; each from lock A's environment."""
+        self.log("case 5b: completing an interrupted sync")
+        from comfylock import history
+
+        user = t.root / "user" / "comfylock"
+        sync_b = self.cl("sync", t, py, "--lock", lock_b)
+
+        def at_a() -> None:
+            run(self.uv_sync(lock_a, py), self.env)
+            history.end(user)
+
+        def ours() -> float:
+            at_a()
+            history.begin(user, history.entries(user)[-1].id, moved)  # what the killed sync left
+            return timed(sync_b, self.env)
+
+        def ref() -> float:
+            at_a()
+            return timed(sync_b, self.env)
+
+        times = self.pairs([ours, ref])
+        at_a()
+        return [
+            compare(
+                "5b",
+                f"completing an interrupted sync of {len(moved)} packages",
+                times[0],
+                "the same comfylock sync, not interrupted",
+                times[1],
+                1.5,
+            )
         ]
 
     def one_by_one_case(self) -> Row:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from _common import BenchError, Row, compare, not_measured, rmtree, run, timed, venv_bin, venv_python
 from _hermetic import Hermetic
-from _trees import Tree
+from _trees import Tree, add_node, cached_node_requirements
 
 # comfy-cli exposes its compiler as comfy_cli.uv.DependencyCompiler (what `comfy install` and
 # `comfy node install --uv-compile` use); compile_deps() resolves core alone, then core + nodes.
@@ -89,6 +89,8 @@ class Peers:
         ]
         rows += self._sync_rows(t, out)
         rows.append(self._comfy_cli_row(t, py))
+        if rows[-1].ratio is not None:  # comfy-cli ran
+            rows.append(self._comfy_cli_add_node_row(t, py))
         return rows
 
     def _sync_rows(self, t: Tree, out: Path) -> list[Row]:
@@ -166,6 +168,48 @@ class Peers:
             times[1],
             None,
             "comfy-cli resolves twice (core alone for its overrides, then core + nodes)",
+        )
+
+    def _comfy_cli_add_node_row(self, t: Tree, py: Path) -> Row:
+        """7f: a node added to a compiled tree: comfylock recompiles from its lock; comfy-cli (which
+        keeps no lock to start from) runs its whole compile again, as `comfy node install` does."""
+        h = self.h
+        self.log("case 7f: compile after adding one node, against comfy-cli")
+        d = h.work / "c7"
+        driver, outdir, lock = d / "comfy_cli_driver.py", d / "comfy-cli-out", t.root / "comfylock.lock"
+        empty = d / "empty-index"
+        env = {**h.env, "UV_DEFAULT_INDEX": empty.as_uri(), "UV_FIND_LINKS": str(t.index)}
+        node = t.root / "custom_nodes" / "ComfyUI-NewNode"
+        rmtree(node)
+        run(h.cl("compile", t, py), h.env)
+        base_lock = lock.read_bytes()
+
+        def ours() -> float:
+            rmtree(node)
+            lock.write_bytes(base_lock)  # the lock before the node arrived
+            add_node(t, node.name, cached_node_requirements())
+            return timed(h.cl("compile", t, py), h.env)
+
+        def theirs() -> float:
+            rmtree(outdir)
+            outdir.mkdir()
+            add_node(t, node.name, cached_node_requirements())
+            return timed([venv_python(self.venv), driver, t.root, outdir], env)
+
+        try:
+            times = h.pairs([ours, theirs])
+        except BenchError as e:
+            return not_measured("7f", "compile after adding one node", "comfy-cli", "≤ 0.2", f"failed: {e}")
+        finally:
+            rmtree(node)
+        return compare(
+            "7f",
+            "compile after adding one node, its packages in uv's cache",
+            times[0],
+            "comfy-cli DependencyCompiler.compile_deps(), same tree",
+            times[1],
+            0.2,
+            "comfy-cli has no lock to start from: it resolves core, then core + nodes, again",
         )
 
     def describe(self) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from _common import (
+    BENCH_DIR,
     REPO,
     BenchError,
     Row,
@@ -28,6 +29,7 @@ from _common import (
     compare,
     expect_output,
     interleave,
+    not_measured,
     rmtree,
     run,
     timed,
@@ -96,11 +98,12 @@ class Real:
         if only is None or only & {"1", "2"}:
             rows += self.compile_cases()
         if only is None or "3" in only:
-            rows.append(self.add_node_case())
+            rows += self.add_node_case()
         if only is None or "4" in only:
             rows.append(self.sync_case())
         if only is None or "5" in only:
             rows.append(self.rollback_case())
+            rows.append(self.resume_case())
         return rows
 
     def compile_cases(self) -> list[Row]:
@@ -132,7 +135,7 @@ class Real:
             compare("2", f"full compile ({what})", full[0], "uv pip compile, same flags", full[1], 1.15),
         ]
 
-    def add_node_case(self) -> Row:
+    def add_node_case(self) -> list[Row]:
         """3: the lock of everything but one node exists; the node is added. Its packages are in uv's
         cache (the full compiles saw them), which is when comfylock's offline-first attempt answers."""
         node = self.root / "custom_nodes" / ADDED_NODE
@@ -168,14 +171,43 @@ class Real:
 
         times = interleave([ours, ref], self.repeat, 0)
         shutil.move(parked, node)
-        return compare(
-            "3",
-            f"compile after adding {node.name}, its packages in uv's cache",
-            times[0],
-            "uv pip compile, new files, previous output in place",
-            times[1],
-            0.25,
-        )
+        return [
+            compare(
+                "3",
+                f"compile after adding {node.name}, its packages in uv's cache",
+                times[0],
+                "uv pip compile, new files, previous output in place",
+                times[1],
+                0.25,
+            ),
+            self.comfy_cli_row(node.name, times[0]),
+        ]
+
+    def comfy_cli_row(self, node: str, ours: list[float]) -> Row:
+        """7f: case 3's compile against comfy-cli's compiler on the same tree (node added), when
+        `make bench-peers` has installed comfy-cli: it keeps no lock, so it resolves all again."""
+        from _peers import _COMFY_CLI_DRIVER
+
+        what, ref = f"compile after adding {node} (case 3)", "comfy-cli DependencyCompiler.compile_deps()"
+        peers = BENCH_DIR / "peers-venv"
+        if not venv_python(peers).is_file():
+            return not_measured("7f", what, ref, "≤ 0.2", "comfy-cli not installed: run `make bench-peers`")
+        self.log("real case 7f: comfy-cli's compiler on the same tree")
+        d = self.work / "comfy-cli"
+        d.mkdir(parents=True, exist_ok=True)
+        driver = d / "driver.py"
+        driver.write_text(_COMFY_CLI_DRIVER, encoding="utf-8")
+
+        def theirs() -> float:
+            rmtree(d / "out")
+            (d / "out").mkdir()
+            return timed([venv_python(peers), driver, self.root, d / "out"], self.env)
+
+        try:
+            times = interleave([theirs], self.repeat, 0)[0]
+        except BenchError as e:
+            return not_measured("7f", what, ref, "≤ 0.2", f"comfy-cli failed: {str(e)[:200]}")
+        return compare("7f", what, ours, f"{ref}, same tree", times, 0.2, "comfy-cli resolves core, then all")
 
     def sync_case(self) -> Row:
         self.log("real case 4: no-op sync (the first sync installs the whole lock: several GB, once)")
@@ -235,6 +267,47 @@ class Real:
             f"rollback of a lock differing in {len(moved)} packages, offline",
             times[0],
             "uv pip sync --offline",
+            times[1],
+            1.5,
+        )
+
+    def resume_case(self) -> Row:
+        """5b: the sync from A to case 5's lock B stopped before uv changed anything (its marker left),
+        completed by the next `comfylock sync`, against the same sync not interrupted (online both)."""
+        self.log("real case 5b: completing an interrupted sync of 20 packages")
+        from comfylock import history
+
+        user, lock_a, lock_b = (
+            self.root / "user" / "comfylock",
+            self.root / "comfylock.lock",
+            self.work / "b.lock",
+        )
+        from comfylock import lock as locks
+
+        was = {p.name: p.version for p in locks.read_lock(lock_a).pins}
+        changed = [p.name for p in locks.read_lock(lock_b).pins if was.get(p.name) != p.version]
+        to_a = [self.uv, "pip", "sync", "--quiet", lock_a, "--python", self.py, "--offline"]
+        sync_b = self.cl("sync", "--lock", lock_b)
+
+        def ours() -> float:
+            run(to_a, self.env)
+            history.end(user)
+            history.begin(user, history.entries(user)[-1].id, changed)  # what the stopped sync left
+            return timed(sync_b, self.env)
+
+        def ref() -> float:
+            run(to_a, self.env)
+            history.end(user)
+            return timed(sync_b, self.env)
+
+        times = interleave([ours, ref], self.repeat, self.warmup)
+        run(to_a, self.env)
+        history.end(user)
+        return compare(
+            "5b",
+            "completing an interrupted sync of 20 packages",
+            times[0],
+            "the same comfylock sync, not interrupted",
             times[1],
             1.5,
         )

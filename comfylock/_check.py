@@ -25,6 +25,7 @@ class CheckReport:
     broken: tuple[inspect.Broken, ...] = ()  # real breakage only
     intended: tuple[Intended, ...] = ()  # what `uv pip check` calls broken because a policy chose so
     rolled_back: history.Entry | None = None  # the environment is at this entry by a rollback
+    unfinished: history.Pending | None = None  # a sync that did not finish (killed or failed)
 
 
 def check_report(ctx: Context) -> CheckReport:
@@ -37,16 +38,22 @@ def check_report(ctx: Context) -> CheckReport:
     check_node_names(ws, (), ctx.config)
     target = ctx.probe.read()
     the_lock = export.read_any(ctx.lock_path, export.marker_environment(target))
+    unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
+    p = _envstate.plan(the_lock, target, unfinished)
+    fp = the_lock.meta.get("fingerprint")
+    compiled = p.is_noop and fp and the_lock.intact
+    if compiled and _quick.as_compiled(ws.compile_cache, ctx.lock_path, ws, target) == fp:
+        # Inputs unchanged since this lock was compiled (nothing stale), and the environment is exactly
+        # one uv resolution (nothing broken): no collecting, no `uv pip check`.
+        return CheckReport(p, unfinished=unfinished)
     try:
         stale = _stale_now(ctx, target, the_lock)
     except ComfylockError as e:
         stale = [inspect.Stale("?", "requirements", f"cannot read the inputs now: {e}")]
     found = inspect.parse_pip_check(resolve.pip_check(ws.python))
     broken, intended = split_broken(found, the_lock, target.installed)
-    unfinished = history.pending(ctx.ws.user_dir)  # a killed sync: never reported as matching
-    p = _envstate.plan(the_lock, target, unfinished)
     back = None if p.is_noop else rolled_back_to(ws.user_dir, target.installed)
-    return CheckReport(p, tuple(stale), tuple(broken), tuple(intended), back)
+    return CheckReport(p, tuple(stale), tuple(broken), tuple(intended), back, unfinished)
 
 
 def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Stale]:

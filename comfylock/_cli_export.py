@@ -49,10 +49,12 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     )
     common(p)
     p.add_argument("snapshot", metavar="FILE", help="a Manager snapshot, .json or .yaml")
-    p.add_argument("--index-url", metavar="URL")
-    p.add_argument("--extra-index-url", metavar="URL", action="append", default=[])
-    p.add_argument("--find-links", "-f", metavar="DIR_OR_URL", action="append", default=[])
-    p.add_argument("--no-index", action="store_true")
+    p.add_argument("--index-url", metavar="URL", help="the package index instead of PyPI")
+    p.add_argument("--extra-index-url", metavar="URL", action="append", default=[], help="one more index")
+    p.add_argument(
+        "--find-links", "-f", metavar="DIR_OR_URL", action="append", default=[], help="a folder of wheels"
+    )
+    p.add_argument("--no-index", action="store_true", help="no index: only --find-links and the cache")
     p.add_argument("--dry-run", action="store_true", help="report what the lock would be, write nothing")
     p.set_defaults(handler=_import_snapshot)
 

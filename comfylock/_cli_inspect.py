@@ -23,7 +23,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     """Add this area's subcommands; each sets `handler=fn(args, out) -> exit code`."""
     p = sub.add_parser("why", help="why a package is in the lock: the chains from nodes to it, and policies")
     common(p)
-    p.add_argument("package", metavar="PKG")
+    p.add_argument("package", metavar="PKG", help="a package name in the lock")
     p.set_defaults(handler=_why)
 
     p = sub.add_parser(
@@ -33,8 +33,16 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
         "or PATH beside it, at a git revision). OLD defaults to env, NEW to the lock.",
     )
     common(p)
-    p.add_argument("old", nargs="?", default="env", metavar="OLD")
-    p.add_argument("new", nargs="?", default=None, metavar="NEW")
+    p.add_argument(
+        "old", nargs="?", default="env", metavar="OLD", help="a lock, env or git:REV[:PATH] (default: env)"
+    )
+    p.add_argument(
+        "new",
+        nargs="?",
+        default=None,
+        metavar="NEW",
+        help="a lock, env or git:REV[:PATH] (default: the lock)",
+    )
     p.set_defaults(handler=_diff)
 
     p = sub.add_parser("nodes", help="each node: its requirement file, how many lines, what only it brings")
@@ -153,10 +161,10 @@ def report_lines(
     """Lines for what `compile` and `check` add to their output: duplicate imports (inspect.Duplicate),
     a stale lock (inspect.Stale), broken requirements in the environment (inspect.Broken) and what
     `uv pip check` reports that a policy does on purpose (_stale.Intended: a note, not a warning)."""
-    from .explain import POLICY_FILE
-
     out = []
     for d in duplicates:
+        from .explain import POLICY_FILE  # here: it brings the resolver's explainer, which check needs not
+
         asked = "; ".join(f"{k} by {', '.join(v)}" if v else k for k, v in d.asked_by.items())
         out.append(
             f"{d.severity}: {', '.join(d.dists)} all install `import {d.module}`: {d.reason} ({asked})"

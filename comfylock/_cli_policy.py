@@ -29,7 +29,7 @@ from ._redact import redact_text
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add this area's subcommands; each sets `handler=fn(args, out) -> exit code`."""
     p = sub.add_parser("policy", help="show or check the pip-policy.json policies compile applies")
-    actions = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    actions = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION", help="one of:")
 
     s = actions.add_parser("show", help="the merged policy: each package, its entries, their file")
     common(s)

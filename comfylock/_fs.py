@@ -3,12 +3,14 @@ reads of the small text files strangers' nodes hold (no FIFO, no huge file, UTF-
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import os
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,30 +36,40 @@ def atomic_write(path: Path, text: str) -> None:
 
     os.replace is atomic on POSIX and on Windows (MoveFileEx with REPLACE_EXISTING) as long as both
     names are on one volume, which the same folder guarantees. A failure (disk full, read-only folder)
-    raises WriteError and leaves the old file as it was.
+    raises WriteError and leaves the old file as it was. Inside `flushed_behind()` the fsyncs are done
+    by a thread instead, while the caller goes on.
     """
-    tmp: str | None = None
+    tmp: Path | None = None
+    kept: int | None = None  # a descriptor of the new file, for flushed_behind()'s thread to fsync
     if os.path.islink(path):
         # A lock kept elsewhere (a team's repository) and linked in: replacing the link with a file
         # would leave the real one stale. The new file goes next to the target and replaces it.
         path = Path(os.path.realpath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # Named like mkstemp's files, without importing tempfile (and random) for it.
+        tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        fd = os.open(tmp, flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        behind = _behind  # never set on Windows, which cannot rename a file still open
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            # mkstemp makes 0600 files; a committed lock must stay as readable as it was.
+            # A new file is 0600; a committed lock must stay as readable as it was.
             if hasattr(os, "fchmod"):
                 os.fchmod(f.fileno(), _mode(path))
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
+            kept = os.dup(f.fileno()) if behind is not None else None
+            if kept is None:
+                os.fsync(f.fileno())
         if not hasattr(os, "fchmod"):
             os.chmod(tmp, _mode(path))
         os.replace(tmp, path)
         tmp = None
-        _sync_dir(path.parent)
+        if behind is not None and kept is not None:
+            behind.append((kept, path.parent))
+            kept = None
+        else:
+            _sync_dir(path.parent)
         _sweep(path)
     except OSError as e:
         raise WriteError(
@@ -65,7 +77,74 @@ def atomic_write(path: Path, text: str) -> None:
         ) from None
     finally:
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+        if kept is not None:
+            os.close(kept)
+
+
+class _Flusher:
+    """fsyncs, in a thread, the files written inside flushed_behind() (descriptors kept open)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.items: list[tuple[int, Path]] = []
+        self.closed = False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def append(self, item: tuple[int, Path]) -> None:
+        with self.cond:
+            self.items.append(item)
+            self.cond.notify()
+
+    def run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.items and not self.closed:
+                    self.cond.wait()
+                if not self.items:
+                    return
+                fd, folder = self.items.pop(0)
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+            _sync_dir(folder)
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+        self.thread.join()
+
+
+_behind: _Flusher | None = None
+
+
+@contextlib.contextmanager
+def flushed_behind() -> Iterator[None]:
+    """Files written inside are in place at once (renamed: a killed process leaves them whole) and are
+    made durable on disk (fsync) by a thread while the block goes on; leaving the block waits for it.
+
+    For the bookkeeping a sync writes just before uv runs: fsync costs 5-30 ms a file on a slow disk,
+    as much as uv's whole offline sync, and here it overlaps with uv instead of coming before it. What
+    is given up is the order against a power cut in those milliseconds, and uv's own writes to the
+    environment are not flushed at all, so the environment itself is no safer then.
+    """
+    global _behind
+    if _behind is not None or os.name == "nt":  # nested: the outer block flushes
+        yield
+        return
+    _behind = _Flusher()
+    try:
+        yield
+    finally:
+        flusher, _behind = _behind, None
+        flusher.close()
 
 
 STALE_AFTER = 3600.0  # seconds; a write takes milliseconds, so an older temp file was orphaned by a crash

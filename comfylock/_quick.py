@@ -208,3 +208,10 @@ def recorded_args(cache: Path, lock_path: Path) -> dict[str, Any] | None:
     entry = read_json_dict(cache).get(str(lock_path))
     args = entry.get("args") if isinstance(entry, dict) else None
     return args if isinstance(args, dict) else None
+
+
+def as_compiled(cache: Path, lock_path: Path, ws: Workspace, target: Target) -> str | None:
+    """lookup() with the arguments the last compile of `lock_path` was given: the fingerprint of its
+    lock when nothing that compile read has changed since (`check` asks: is the lock stale?)."""
+    args = recorded_args(cache, lock_path)
+    return lookup(cache, lock_path, ws, target, args) if args is not None else None

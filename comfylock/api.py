@@ -22,7 +22,7 @@ from ._context import command as _command
 from ._context import given_index as given_index
 from ._context import lock_path as lock_path
 from ._exceptions import InputError, LockFileError, UvError
-from ._fs import atomic_write
+from ._fs import atomic_write, flushed_behind
 from ._redact import restore
 from .config import Config
 from .lock import Change, Lock
@@ -380,10 +380,14 @@ def sync_env(
     unfinished = history.pending(ctx.ws.user_dir)
     if not dry_run and unfinished and sync.remove_torn(target.site_dirs, unfinished.packages):
         target = ctx.probe.read()  # what is left once a killed install's debris is gone
-    p = _envstate.plan(the_lock, target, unfinished)
+    # Past remove_torn, what a killed sync left installed is whole, so uv installs only what is missing
+    # or other, from its cache: forcing a reinstall would make uv fetch those packages again.
+    p = _envstate.plan(the_lock, target, unfinished if dry_run else None)
     if announce is not None:
         announce(p, len(target.installed))
     if dry_run or p.is_noop:
+        if not dry_run and unfinished:  # the killed sync had done all that mattered; only debris was left
+            history.end(ctx.ws.user_dir)
         return SyncResult(p, path, None, dry_run, tuple(warnings))
     index = IndexOptions.from_lines(the_lock.options) if the_lock.options else None
     # As compile: uv sees no UV_* index variable of its own, so a lock naming no index uses the
@@ -406,7 +410,8 @@ def sync_env(
         announce_size(p.changes, index, target, notify or warnings.append)
     from ._failures import sync_failure
 
-    with _synctxn.recorded(
+    # The entry and the marker are in place before uv starts; their fsyncs overlap with uv.
+    with flushed_behind(), _synctxn.recorded(
         ctx.ws.user_dir,
         frozen,
         index.lines(),
@@ -475,6 +480,15 @@ def check_report(ctx: Context) -> CheckReport:
     from ._check import check_report as report
 
     return report(ctx)
+
+
+def _as_compiled(ctx: Context, target: Target, the_lock: Lock) -> bool:
+    """True when `the_lock` is intact and nothing its compile read has changed since (compile's quick
+    check, which reads no node's requirements)."""
+    fp = the_lock.meta.get("fingerprint")
+    if not fp or not the_lock.intact:
+        return False
+    return _quick.as_compiled(_quick.cache_path(ctx.ws), ctx.lock_path, ctx.ws, target) == fp
 
 
 # --- the user's own requirements -----------------------------------------------------------------

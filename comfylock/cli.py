@@ -22,8 +22,13 @@ if TYPE_CHECKING:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--comfyui", metavar="DIR", help="the ComfyUI folder (default: here, else $COMFYUI_PATH)")
     p.add_argument(
+        "--comfyui",
+        metavar="DIR",
+        help="the ComfyUI folder (default: the one holding the current folder, else $COMFYUI_PATH)",
+    )
+    p.add_argument(
+        "-p",
         "--python",
         metavar="PY",
         help="the target interpreter or venv (default: VIRTUAL_ENV, "
@@ -34,13 +39,28 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="print more detail")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--json", action="store_true", help="print a JSON report (schema: README, JSON output)")
+    p.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour and progress bars of uv's output (default: auto; NO_COLOR is honoured)",
+    )
 
 
 def _index(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index-url", metavar="URL")
-    p.add_argument("--extra-index-url", metavar="URL", action="append", default=[])
-    p.add_argument("--find-links", "-f", metavar="DIR_OR_URL", action="append", default=[])
-    p.add_argument("--no-index", action="store_true")
+    p.add_argument("--index-url", metavar="URL", help="the package index instead of PyPI")
+    p.add_argument(
+        "--extra-index-url", metavar="URL", action="append", default=[], help="one more index (repeatable)"
+    )
+    p.add_argument(
+        "--find-links",
+        "-f",
+        metavar="DIR_OR_URL",
+        action="append",
+        default=[],
+        help="a folder or page of wheels to use as well (repeatable)",
+    )
+    p.add_argument("--no-index", action="store_true", help="no index at all: only --find-links and the cache")
     p.add_argument("--offline", action="store_true", help="use only uv's cache")
 
 
@@ -59,17 +79,32 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="comfylock",
         description="One lock file for a ComfyUI install's Python packages: compile, sync, roll back.",
+        epilog="The options every command has (--comfyui, -p/--python, --lock, -v, -q, --json, --color) and "
+        "the index options may also come before the command. `comfylock COMMAND --help` shows them.",
     )
     parser.add_argument("--version", action="version", version=f"comfylock {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
 
     p = sub.add_parser("compile", help="resolve core + nodes + your requirements into the lock")
     _common(p)
     _index(p)
     p.add_argument("-U", "--upgrade", action="store_true", help="move every package to its newest allowed")
-    p.add_argument("-P", "--upgrade-package", metavar="NAME", action="append", default=[])
+    p.add_argument(
+        "-P",
+        "--upgrade-package",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="move NAME to its newest allowed version, keep the rest (repeatable)",
+    )
     p.add_argument("--refresh", action="store_true", help="revalidate uv's cache")
-    p.add_argument("--skip-node", metavar="NAME", action="append", default=[])
+    p.add_argument(
+        "--skip-node",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="leave the custom node NAME out (repeatable)",
+    )
     p.add_argument("--keep-going", action="store_true", help="skip invalid requirement lines, with a warning")
     p.add_argument("--policy", metavar="FILE", action="append", default=[], help="an extra pip-policy.json")
     p.add_argument("--no-default-policy", action="store_true", help="leave out comfylock's shipped policy")
@@ -110,20 +145,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("add", help="add your own requirements (kept by comfylock, resolved with the rest)")
     _common(p)
-    p.add_argument("requirements", nargs="+", metavar="REQ")
+    p.add_argument("requirements", nargs="+", metavar="REQ", help="a requirement, as in requirements.txt")
 
     p = sub.add_parser("remove", help="remove your own requirements")
     _common(p)
-    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("names", nargs="+", metavar="NAME", help="a package name added with `comfylock add`")
     for name, handler in _COMMANDS.items():
         sub.choices[name].set_defaults(handler=handler)
-    if command in _COMMANDS:
-        return parser
-    import importlib
+    if command not in _COMMANDS:
+        import importlib
 
-    # Commands of other areas register themselves; each module keeps its imports lazy.
-    for module in _AREAS:
-        importlib.import_module(module).register(sub, _common)
+        # Commands of other areas register themselves; each module keeps its imports lazy.
+        for module in _AREAS:
+            importlib.import_module(module).register(sub, _common)
+    from ._cli_args import add_examples
+
+    add_examples(parser)
     return parser
 
 
@@ -131,13 +168,34 @@ _AREAS = ("comfylock._cli_inspect", "comfylock._cli_policy", "comfylock._cli_exp
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    words = sys.argv[1:] if argv is None else argv
-    args = build_parser(next((w for w in words if not w.startswith("-")), None)).parse_args(argv)
+    from . import _cli_args
+
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught
+        return code
+    except BrokenPipeError:
+        return _cli_args.quiet_closed_pipe()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from ._cli_args import command_of, hoist, interrupted
+
+    words = hoist(sys.argv[1:] if argv is None else argv)
+    if words == ["--version"]:  # before any parser is built: Python's start-up is all it should cost
+        print(f"comfylock {__version__}")
+        return 0
+    args = build_parser(command_of(words)).parse_args(words)
+    from . import _progress
     from ._exceptions import ComfylockError, ResolutionError
     from ._redact import redact_text
 
+    as_json = getattr(args, "json", False)
+    _progress.configure(
+        quiet=args.quiet, verbose=args.verbose, as_json=as_json, color=getattr(args, "color", "auto")
+    )
     try:
-        return _run(args, Out(args.quiet, args.verbose, getattr(args, "json", False)))
+        return _run(args, Out(args.quiet, args.verbose, as_json))
     except ResolutionError as e:
         if args.debug:
             raise
@@ -158,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  {redact_text(line)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("comfylock: interrupted", file=sys.stderr)
+        print(interrupted(args), file=sys.stderr)
         return 130
 
 

@@ -172,18 +172,13 @@ def collect(
     """
     settings = settings or {}
     root_real = _resolve(ws.root)
-    parents: dict[Path, Path] = {}  # custom_nodes/ resolved once, not once per node
     inputs: list[NodeInput] = []
+    from . import _progress
+
     try:
-        inputs.append(_core(ws.root, root_real, settings.get(CORE, NodeSettings()), keep_going))
-        for node in ws.nodes:
-            if node.name in skip_nodes or node.path.name in skip_nodes:
-                continue
-            parent = node.path.parent
-            if parent not in parents:
-                parents[parent] = _resolve(parent)
-            nset = settings.get(node.name, NodeSettings())
-            inputs.append(_node(node, root_real, parents[parent], nset, keep_going))
+        with _progress.step("reading the requirements of custom nodes", total=len(ws.nodes)):
+            inputs.append(_core(ws.root, root_real, settings.get(CORE, NodeSettings()), keep_going))
+            inputs += _nodes(ws, root_real, settings, skip_nodes, keep_going)
         if user_requirements is not None:
             inputs.append(_user(ws, user_requirements, settings.get(USER, NodeSettings()), keep_going))
     except InputError as e:
@@ -191,3 +186,26 @@ def collect(
             e.path = _display(e.path, ws.root, root_real)
         raise
     return Collection(tuple(inputs))
+
+
+def _nodes(
+    ws: Workspace,
+    root_real: Path,
+    settings: Mapping[str, NodeSettings],
+    skip_nodes: AbstractSet[str],
+    keep_going: bool,
+) -> list[NodeInput]:
+    from . import _progress
+
+    parents: dict[Path, Path] = {}  # custom_nodes/ resolved once, not once per node
+    inputs: list[NodeInput] = []
+    for node in ws.nodes:
+        _progress.advance()
+        if node.name in skip_nodes or node.path.name in skip_nodes:
+            continue
+        parent = node.path.parent
+        if parent not in parents:
+            parents[parent] = _resolve(parent)
+        nset = settings.get(node.name, NodeSettings())
+        inputs.append(_node(node, root_real, parents[parent], nset, keep_going))
+    return inputs

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import _uvtext
+from . import _progress, _uvtext
 from ._exceptions import ResolutionError, UvError
 from ._names import canon
 from ._uvenv import Here as _Here
@@ -60,12 +60,18 @@ def run_uv(
     check: bool = True,
     env: Mapping[str, str] | None = None,
     index: IndexOptions | None = None,
+    show: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run uv with `args`; `index` reaches it through its environment (never argv, see _uvenv)."""
+    """Run uv with `args`; `index` reaches it through its environment (never argv, see _uvenv).
+    `show`: its stderr (progress bars, what it installs) goes to the user's terminal as it comes
+    instead of being captured, so `proc.stderr` is None."""
     from ._uvenv import child_env
 
     full_env, extra = child_env(os.environ if env is None else env, index)
-    cmd = [uv_bin(), *args, *extra]
+    cmd = [uv_bin(), *args, *extra, *(_progress.uv_args() if show else ())]
+    if not show:
+        # uv's own colours and progress bars would end up in the messages comfylock quotes.
+        full_env.setdefault("NO_COLOR", "1")
     import subprocess  # not at import: a no-op sync runs no uv at all
 
     # uv runs in a private folder of its own unless told otherwise: whatever the current folder or its
@@ -75,7 +81,8 @@ def run_uv(
             proc = subprocess.run(
                 cmd,
                 cwd=where,
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=None if show else subprocess.PIPE,
                 text=True,
                 env=full_env,
                 encoding="utf-8",
@@ -260,7 +267,10 @@ def compile_warned(request: ResolveRequest) -> tuple[list[Resolved], tuple[str, 
             args.append("--offline")
         if request.refresh:
             args.append("--refresh")
-        proc = run_uv(args, cwd=d, check=False, index=request.index)
+        count = sum(len(lines) for lines in request.inputs.values())
+        how = " from uv's cache" if request.offline else ""
+        with _progress.step(f"resolving {count} requirements of {len(groups)} inputs with uv{how}"):
+            proc = run_uv(args, cwd=d, check=False, index=request.index)
         if proc.returncode != 0:
             raise _failure(proc.stderr, proc.returncode)
         warnings = _uvtext.parse(proc.stderr).warnings
@@ -330,8 +340,10 @@ def sync(
     offline: bool = False,
     dry_run: bool = False,
     reinstall: Sequence[str] = (),
+    what: str = "syncing the environment",
 ) -> subprocess.CompletedProcess[str]:
-    """`uv pip sync` the target environment to exactly `lock_text` (a requirements file)."""
+    """`uv pip sync` the target environment to exactly `lock_text` (a requirements file). On a terminal
+    uv draws its own progress (downloads, builds, installs) there; `what` names the step."""
     with _tempdir() as tmp:
         f = Path(tmp) / "sync.txt"
         f.write_text(lock_text, encoding="utf-8")
@@ -343,12 +355,27 @@ def sync(
             args.append("--dry-run")
         for name in reinstall:
             args += ["--reinstall-package", name]
-        proc = run_uv(args, check=False, index=index)
+        show = _progress.passthrough() and not dry_run
+        with _progress.step(what, uv_draws=show):
+            proc = run_uv(args, check=False, index=index, show=show)
         if proc.returncode != 0:
-            raise UvError(
-                f"uv pip sync failed: {_last_error(proc.stderr, proc.returncode)}", details=proc.stderr
-            )
+            stderr = proc.stderr or ""
+            why = "its message is above" if show else _last_error(stderr, proc.returncode)
+            raise UvError(f"uv pip sync failed: {why}", details=stderr)
         return proc
+
+
+def target_pylock(pins: Sequence[str], python: Path, index: IndexOptions) -> str | None:
+    """The PEP 751 pylock uv writes for exactly `pins` and the target, from its cache alone (None when
+    the cache cannot tell). It lists only the wheels the target can install."""
+    with _tempdir() as tmp:
+        d = Path(tmp)
+        (d / "pins.txt").write_text("".join(f"{p}\n" for p in pins), encoding="utf-8")
+        args = ["pip", "compile", "pins.txt", "--no-deps", "--no-header", "--quiet", "--offline"]
+        args += ["--output-file", "pylock.toml", "--python", str(python)]
+        if run_uv(args, cwd=d, check=False, index=index).returncode != 0:
+            return None
+        return (d / "pylock.toml").read_text(encoding="utf-8")
 
 
 def pylock(
@@ -390,7 +417,8 @@ def pylock(
 
 def pip_check(python: Path) -> str:
     """`uv pip check` of the target: its report (uv prints it on stderr and exits 1 on problems)."""
-    proc = run_uv(["pip", "check", "--python", str(python)], check=False)
+    with _progress.step("checking that installed packages' requirements hold (uv pip check)"):
+        proc = run_uv(["pip", "check", "--python", str(python)], check=False)
     if proc.returncode not in (0, 1):
         raise UvError(f"uv pip check failed: {_last_error(proc.stderr, proc.returncode)}")
     return proc.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,21 @@ class SyncPlan:
         return not self.changes and not self.reinstall
 
 
+_PLAIN = re.compile(r"\d+(\.\d+)*")  # a release with no pre, post, dev or local part
+
+
+def _release(version: str) -> tuple[int, ...]:
+    parts = [int(p) for p in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:  # 1.0 == 1.0.0, as packaging compares them
+        parts.pop()
+    return tuple(parts)
+
+
 def _same(installed: str | None, pinned: str | None) -> bool:
     if installed is None or pinned is None or installed == pinned:
         return installed == pinned
+    if _PLAIN.fullmatch(installed) and _PLAIN.fullmatch(pinned):  # the common case, without packaging
+        return _release(installed) == _release(pinned)
     from packaging.version import InvalidVersion, Version  # only for 1.0 vs 1.0.0: rare
 
     try:
@@ -52,8 +65,8 @@ def _label_only(installed: str | None, pinned: str | None) -> bool:
     """True when the two versions differ only in their local label (2.5.1+cu124 against 2.5.1): uv
     counts the installed one as satisfying the pin and would keep it, so it must be reinstalled. A
     plain version change needs no forcing, and forcing costs uv a cache refresh per package."""
-    if installed is None or pinned is None:
-        return False
+    if installed is None or pinned is None or ("+" not in installed and "+" not in pinned):
+        return False  # only a local label (+cu124) makes two versions differ this way
     from packaging.version import InvalidVersion, Version
 
     try:
@@ -167,10 +180,42 @@ def apply(p: SyncPlan, python: Path, index: IndexOptions, *, offline: bool = Fal
     """Carry out a plan with `uv pip sync`; uv's warnings. A no-op plan runs nothing."""
     if p.is_noop:
         return ()
-    proc = resolve.sync(p.sync_text, python, index, offline=offline, reinstall=p.reinstall)
-    from . import _uvtext
+    from . import _progress, _uvtext
 
-    return _uvtext.parse(proc.stderr).warnings
+    if _progress.mode() != "off":  # only said when shown: the question costs a run of uv
+        changing = {c.name for c in p.changes if c.new is not None} | set(p.reinstall)
+        pins = [line.strip() for line in p.sync_text.splitlines() if "==" in line and " @ " not in line]
+        asked = [pin for pin in pins if canon(pin.partition("==")[0]) in changing]
+        for what in needs_build(asked, python, index):
+            _progress.note(
+                f"{what} has no wheel for this platform: building from source "
+                "(needs its build tools, often a C/C++ compiler and cmake; can take minutes)"
+            )
+    n = len(p.changes) + len([r for r in p.reinstall if r not in {c.name for c in p.changes}])
+    what = f"installing, upgrading and removing {n} packages with uv"
+    proc = resolve.sync(p.sync_text, python, index, offline=offline, reinstall=p.reinstall, what=what)
+    # uv's warnings, when it did not draw them on the terminal itself
+    return _uvtext.parse(proc.stderr).warnings if proc.stderr else ()
+
+
+def needs_build(pins: list[str], python: Path, index: IndexOptions) -> list[str]:
+    """Which of `pins` ("name==version") have no wheel for the target, so installing them builds from
+    source ("name version" each). Asked of uv's cache only: cheap after a compile, and nothing when
+    the cache cannot tell."""
+    text = resolve.target_pylock(pins, python, index) if pins else None
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        packages = tomllib.loads(text).get("packages", []) if text else []
+    except ValueError:
+        return []
+    return [
+        f"{p.get('name')} {p.get('version')}"
+        for p in packages
+        if isinstance(p, dict) and "sdist" in p and not p.get("wheels")
+    ]
 
 
 def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> list[Path]:
@@ -195,7 +240,10 @@ def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> l
             if canon(info.name.partition("-")[0]) not in wanted:
                 continue
             listed, complete = _record(info)
-            if complete and (info / "METADATA").is_file() and (info / "INSTALLER").is_file():
+            whole = complete and (info / "METADATA").is_file() and (info / "INSTALLER").is_file()
+            # uv removes a package's files before its .dist-info: a kill then leaves a whole RECORD
+            # listing files that are gone.
+            if whole and all(os.path.lexists(info.parent / rel) for rel in listed):
                 continue  # whole: uv uninstalls or reinstalls it itself
             _remove_listed(info.parent, listed)
             import shutil

@@ -114,7 +114,8 @@ _FIND_HINT = "pass --comfyui DIR or set COMFYUI_PATH"
 
 
 def find_comfyui(explicit: str | os.PathLike[str] | None, cwd: Path, environ: Mapping[str, str]) -> Path:
-    """The ComfyUI folder: `explicit`, else `cwd` (or its ComfyUI/), else $COMFYUI_PATH; resolved."""
+    """The ComfyUI folder: `explicit`, else `cwd` (or its ComfyUI/) or the nearest folder above it that is
+    one (as git finds its repository: `custom_nodes/Some-Node` works), else $COMFYUI_PATH; resolved."""
     cwd = Path(cwd).absolute()
     if explicit is not None:
         path = cwd / Path(explicit).expanduser()
@@ -124,7 +125,7 @@ def find_comfyui(explicit: str | os.PathLike[str] | None, cwd: Path, environ: Ma
         hint = f"did you mean {path / 'ComfyUI'}?" if _is_comfyui(path / "ComfyUI") else _FIND_HINT
         raise _not_comfyui(path, hint)
     # Also accept the portable build's outer folder, where its run_*.bat files (and users' shells) live.
-    for path in (cwd, cwd / "ComfyUI"):
+    for path in (cwd, cwd / "ComfyUI", *cwd.parents):
         if _is_comfyui(path):
             return path.resolve()
     from_env = environ.get("COMFYUI_PATH", "")
