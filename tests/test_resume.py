@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from conftest import installed
+from helpers import installed
 from wheels import make_wheel
 
 from comfylock import history

@@ -185,3 +185,20 @@ def test_cuda_warning_and_wheel_choice_are_pure():
     ]
     assert pick_size(files, "2.5.1", "cp311", "linux", "x86_64") == 900
     assert pick_size(files, "2.5.1", "cp311", "win32", "AMD64") == 500
+
+
+def test_the_chosen_build_stays_chosen_once_synced(comfy, venv, torch_setup, monkeypatch, capsys):
+    """After a sync installs the chosen +cpu build, the target has torch: compiling again keeps the
+    choice and its index, so the lock is byte-identical, `up to date`, and `check` is clean."""
+    monkeypatch.setenv(tb.TEST_ENV, "none")
+    root = comfy("torch\n")
+    assert compile_(root, venv, torch_setup) == 0
+    first = (root / "comfylock.lock").read_bytes()
+    base, empty, plain = torch_setup
+    where = ["--comfyui", str(root), "--python", str(venv)]
+    assert main(["sync", *where, "--no-verify"]) == 0
+    capsys.readouterr()
+    assert compile_(root, venv, torch_setup) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert (root / "comfylock.lock").read_bytes() == first
+    assert main(["check", *where]) == 0
