@@ -81,8 +81,14 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "comfylock --comfyui ~/ComfyUI -p ~/ComfyUI/venv sync",
     ),
     "rollback": (
+        "comfylock rollback --dry-run           # which change it would undo",
         "comfylock rollback                     # back to the state before the last sync",
-        "comfylock history && comfylock rollback --to 3",
+        "comfylock history && comfylock rollback --to 3 --write-lock",
+    ),
+    "verify": (
+        "comfylock verify                       # does every custom node still load?",
+        "comfylock verify -v --timeout 600      # with each failing node's whole traceback",
+        "comfylock sync --no-verify             # a sync that skips it",
     ),
     "history": (
         "comfylock history",
@@ -178,7 +184,7 @@ def interrupted(args: argparse.Namespace) -> str:
     if command in ("sync", "rollback"):
         try:
             from . import history
-            from .cli import context
+            from ._cli_out import context
 
             user_dir = context(args).ws.user_dir
             mark = history.pending(user_dir)

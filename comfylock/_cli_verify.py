@@ -32,7 +32,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
 
 def _verify(args: argparse.Namespace, out: Any) -> int:
     from . import api
-    from .cli import context
+    from ._cli_out import context
 
     if args.timeout is not None and args.timeout <= 0:
         from ._exceptions import InputError

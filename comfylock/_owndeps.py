@@ -46,9 +46,11 @@ def _lines() -> tuple[str, ...]:
         except OSError:
             continue
         for entry in entries:
-            if entry.endswith(".dist-info") and canon(entry.partition("-")[0]) == SELF:
+            # An installed wheel's .dist-info/METADATA, or a source tree's .egg-info/PKG-INFO
+            kind = {".dist-info": "METADATA", ".egg-info": "PKG-INFO"}.get(os.path.splitext(entry)[1])
+            if kind and canon(os.path.splitext(entry)[0].partition("-")[0]) == SELF:
                 try:
-                    text = Path(folder, entry, "METADATA").read_text(encoding="utf-8", errors="replace")
+                    text = Path(folder, entry, kind).read_text(encoding="utf-8", errors="replace")
                 except OSError:
                     return ()
                 head = text.partition("\n\n")[0].splitlines()

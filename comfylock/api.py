@@ -236,7 +236,7 @@ def compile(  # noqa: A001 - the command's name
             has_gpu=settled.facts.has_gpu,
         )
     if torch_choice is not None and torch_choice.warning:
-        warnings.append(torch_choice.warning)
+        notes.append(torch_choice.warning)  # about this machine's reach, not the inputs
     new = _compile.build_lock(
         ws,
         coll,
@@ -404,7 +404,7 @@ def sync_env(
     frozen = _envstate.freeze(target)
     lost = [line for line in frozen if line.startswith("-") and " @ " not in line]
     warnings += [f"history cannot hold {line!r}: a rollback will not bring it back" for line in lost]
-    if not offline:  # before the download starts, not after it
+    if not (offline or offline_first):  # before the download starts; a rollback downloads little
         from ._sync_size import announce as announce_size
 
         announce_size(p.changes, index, target, notify or warnings.append)

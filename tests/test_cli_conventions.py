@@ -136,7 +136,7 @@ def test_ctrl_c_during_sync_prints_the_way_on(comfy, venv, tmp_path) -> None:
     root = comfy("", {})
     port = server.getsockname()[1]
     lock = tmp_path / "hang.txt"
-    lock.write_text(f"--index-url http://127.0.0.1:{port}/simple\nnumpy==1.26.4\n")
+    lock.write_text(f"--index-url http://127.0.0.1:{port}/simple\ntqdm==4.66.0\n")  # no size asked of it
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -83,7 +83,8 @@ def test_unreachable_unnamed_url_is_mapped_back_to_its_line(comfy, venv, index, 
     root = comfy("", nodes)
     assert cli(root, venv, index, "compile", "-v") == 1
     err = capsys.readouterr().err
-    first = err.splitlines()[0]
+    # -v also says each step on stderr; the error is one line of its own
+    first = next(line for line in err.splitlines() if line.startswith("comfylock: error:"))
     assert "custom_nodes/NodeB/requirements.txt:3:" in first and url in first
     assert "--skip-node NodeB" in first and "NodeA" not in first
     assert "uv says:" in err and "error: Failed to download" in err  # -v: uv's own text, whole
