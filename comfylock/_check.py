@@ -12,6 +12,7 @@ from ._context import Context
 from ._exceptions import ComfylockError
 from ._fingerprint import policy_names
 from ._stale import Intended, explain, index_from_args, read_inputs, split_broken, torch_choice_for
+from ._torch_backend import asked
 from .api import _collect
 from .lock import Lock
 from .resolve import IndexOptions
@@ -69,13 +70,13 @@ def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Sta
         files = [Path(f) for f in args.get("policy_files") or []]
         default_policy = bool(args.get("default_policy", True))
         python_version, python_platform = args.get("python_version"), args.get("python_platform")
-        backend = str(args.get("torch_backend") or cfg.torch_backend)
+        backend = asked(args.get("torch_backend"), cfg.torch_backend)
     else:
         skip, files, default_policy = cfg.skip, [], True
         index = cfg.index or IndexOptions.from_env(os.environ)
         python_version = the_lock.meta.get("target-python-version")
         python_platform = the_lock.meta.get("target-python-platform")
-        backend = cfg.torch_backend
+        backend = asked(None, cfg.torch_backend)
     coll = _collect(ctx, skip, keep_going=True)
     choice = torch_choice_for(backend, cfg, coll, target, the_lock, python_platform, offline=True)
     if choice is not None and choice.url:

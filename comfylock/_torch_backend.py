@@ -20,6 +20,7 @@ from pathlib import Path
 from ._exceptions import InputError
 
 TEST_ENV = "COMFYLOCK_TEST_GPU"
+BACKEND_ENV = "COMFYLOCK_TORCH_BACKEND"  # the default when neither --torch-backend nor config.toml says
 FAMILY = frozenset({"torch", "torchvision", "torchaudio"})
 _BACKEND = re.compile(r"auto|cpu|pypi|cu\d{3}|rocm\d+\.\d+(\.\d+)?|xpu")
 # The CUDA builds the PyTorch index has served, oldest first; a driver runs builds up to its own CUDA.
@@ -231,3 +232,12 @@ def for_compile(
     if kept and torch_now is not None and torch_now == previous_torch and _BACKEND.fullmatch(kept):
         return Choice(kept, index_url(torch_index, kept), "kept from the lock")
     return choose(requested, torch_index, names, installed, other_platform=other_platform, offline=offline)
+
+
+def asked(given: str | None, configured: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The backend a compile asks for: --torch-backend, else config.toml's torch-backend, else
+    $COMFYLOCK_TORCH_BACKEND (a fleet's or a test suite's default), else auto."""
+    if given or configured:
+        return str(given or configured)
+    env = (os.environ if environ is None else environ).get(BACKEND_ENV)
+    return check(env, BACKEND_ENV) if env else "auto"

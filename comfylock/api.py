@@ -120,7 +120,9 @@ def compile(  # noqa: A001 - the command's name
     index = ctx.index(index)
     target = ctx.probe.read()
     skip = frozenset(skip_nodes) | cfg.skip
-    backend_asked = torch_backend or cfg.torch_backend
+    from ._torch_backend import asked
+
+    backend_asked = asked(torch_backend, cfg.torch_backend)
     args = _quick.arguments(
         skip,
         keep_going,

@@ -60,7 +60,7 @@ class Config:
     sha: str | None = None  # sha256 of the bytes read (the quick no-op check hashes what was parsed)
     verify: bool = True  # sync and rollback verify that ComfyUI's nodes still load
     verify_timeout: float = 300.0
-    torch_backend: str = "auto"
+    torch_backend: str | None = None  # None: COMFYLOCK_TORCH_BACKEND, else auto (_torch_backend.asked)
 
 
 def _strings(value: Any, path: Path, key: str) -> tuple[str, ...]:
@@ -147,13 +147,14 @@ def load_config(user_dir: Path) -> Config:
     timeout = data.get("verify-timeout", 300.0)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise InputError("verify-timeout must be a positive number of seconds", path=path)
-    backend = data.get("torch-backend", "auto")
+    backend = data.get("torch-backend")
     from ._torch_backend import check
 
-    if not isinstance(backend, str):
+    if backend is not None and not isinstance(backend, str):
         raise InputError("torch-backend must be a string", path=path)
     try:
-        check(backend, "torch-backend")
+        if backend is not None:
+            check(backend, "torch-backend")
     except InputError as e:
         raise InputError(e.message, path=path, hint=e.hint) from None
     sha = hashlib.sha256(raw).hexdigest()

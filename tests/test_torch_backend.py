@@ -32,8 +32,10 @@ def simple_index(root: Path, wheels: list[Path]) -> str:
 
 
 @pytest.fixture
-def torch_setup(tmp_path: Path) -> tuple[str, str, Path]:
-    """(torch-index base URL, empty default index URL, find-links folder with PyPI's plain torch)."""
+def torch_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str, Path]:
+    """(torch-index base URL, empty default index URL, find-links folder with PyPI's plain torch).
+    The suite's default backend (pypi, see conftest) is lifted: these tests are about the choice."""
+    monkeypatch.delenv(tb.BACKEND_ENV, raising=False)
     builds = tmp_path / "builds"
     base = tmp_path / "torch-index"
     for label in ("cpu", "cu124"):
@@ -202,3 +204,13 @@ def test_the_chosen_build_stays_chosen_once_synced(comfy, venv, torch_setup, mon
     assert "up to date" in capsys.readouterr().out
     assert (root / "comfylock.lock").read_bytes() == first
     assert main(["check", *where]) == 0
+
+
+def test_the_default_backend_can_come_from_the_environment(comfy, venv, torch_setup, monkeypatch):
+    monkeypatch.setenv(tb.TEST_ENV, "nvidia:12.4")
+    monkeypatch.setenv(tb.BACKEND_ENV, "cpu")
+    root = comfy("torch\n")
+    assert compile_(root, venv, torch_setup) == 0
+    assert read_lock(root / "comfylock.lock").by_name()["torch"].version == "2.5.1+cpu"
+    monkeypatch.setenv(tb.BACKEND_ENV, "cuda-please")
+    assert compile_(root, venv, torch_setup, "--upgrade") == 2
