@@ -162,8 +162,8 @@ class Hermetic:
     def sync_cases(self) -> list[Row]:
         """4: no-op sync; 5: rollback of 20 changed packages, offline."""
         self.log("cases 4-5: no-op sync, rollback")
-        from comfylock import history
-        from comfylock import lock as locks
+        from comfylock.environment import history
+        from comfylock.lockfile import lock as locks
 
         d = self.work / "c45"
         t, py = self.tree.clone(d / "ComfyUI"), self.venv(d / "venv")
@@ -257,7 +257,7 @@ class Hermetic:
         """5b: a sync to B stopped before uv changed anything (its marker written), completed by the
         next `comfylock sync`, against the same sync not interrupted; each from lock A's environment."""
         self.log("case 5b: completing an interrupted sync")
-        from comfylock import history
+        from comfylock.environment import history
 
         user = t.root / "user" / "comfylock"
         sync_b = self.cl("sync", t, py, "--lock", lock_b)

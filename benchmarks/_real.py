@@ -38,7 +38,7 @@ from _common import (
 )
 
 if TYPE_CHECKING:
-    from comfylock.lock import Pin
+    from comfylock.lockfile.lock import Pin
 
 ADDED_NODE = "ComfyUI-GGUF"  # small, typical: one package of its own (gguf) plus shared ones
 
@@ -75,8 +75,8 @@ class Real:
 
     def inputs(self) -> list[Path]:
         """The files comfylock reads (core's, then each node's chosen file), for bare uv to read too."""
-        from comfylock import collect
-        from comfylock.workspace import open_workspace
+        from comfylock.collect import gather as collect
+        from comfylock.workspace.layout import open_workspace
 
         ws = open_workspace(self.root, self.py)
         return [i.path / i.chosen for i in collect.collect(ws).inputs if i.chosen]
@@ -234,8 +234,8 @@ class Real:
         """5: lock B moves 20 pure-Python packages of lock A to their previous release; after syncing B
         once (online, so uv's cache holds both), time rolling back to A with the network off."""
         self.log("real case 5: rollback of 20 packages, offline (B's wheels are downloaded once)")
-        from comfylock import history
-        from comfylock import lock as locks
+        from comfylock.environment import history
+        from comfylock.lockfile import lock as locks
 
         lock_a, lock_b = self.root / "comfylock.lock", self.work / "b.lock"
         run(self.cl("compile"), self.env)  # a no-op after case 4; needed when run alone (--only 5)
@@ -275,14 +275,14 @@ class Real:
         """5b: the sync from A to case 5's lock B stopped before uv changed anything (its marker left),
         completed by the next `comfylock sync`, against the same sync not interrupted (online both)."""
         self.log("real case 5b: completing an interrupted sync of 20 packages")
-        from comfylock import history
+        from comfylock.environment import history
 
         user, lock_a, lock_b = (
             self.root / "user" / "comfylock",
             self.root / "comfylock.lock",
             self.work / "b.lock",
         )
-        from comfylock import lock as locks
+        from comfylock.lockfile import lock as locks
 
         was = {p.name: p.version for p in locks.read_lock(lock_a).pins}
         changed = [p.name for p in locks.read_lock(lock_b).pins if was.get(p.name) != p.version]
@@ -333,7 +333,7 @@ def _previous_releases(pins: list[Pin], count: int) -> list[Pin]:
     (installable on any machine), asked of PyPI's JSON API."""
     from packaging.version import InvalidVersion, Version
 
-    from comfylock.lock import Pin as LockPin
+    from comfylock.lockfile.lock import Pin as LockPin
 
     moved: list[Pin] = []
     for pin in pins:

@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 # Runs in a fresh interpreter: comfylock's stages 2 and 3 alone, as `compile` runs them, without uv.
 _SCALE_DRIVER = """\
 import sys
-from comfylock import collect, policy
-from comfylock.config import load_config
-from comfylock.workspace import open_workspace
+from comfylock.collect import gather as collect
+from comfylock.policy import apply as policy
+from comfylock.workspace.config import load_config
+from comfylock.workspace.layout import open_workspace
 
 ws = open_workspace(sys.argv[1], python=sys.executable)
 cfg = load_config(ws.user_dir)
@@ -37,7 +38,7 @@ if not outcome.requirements:
 # separately the largest of its children (uv, the target probe), which RUSAGE_CHILDREN reports.
 _RSS_DRIVER = """\
 import json, sys
-from comfylock.cli import main
+from comfylock.cli.main import main
 
 code = main(sys.argv[1:])
 import resource

@@ -1,8 +1,8 @@
 """comfylock: one committed lock file for a ComfyUI install, resolved at once with uv, synced exactly.
 
-The pipeline's stages are modules (workspace, collect, policy, resolve, lock, sync, history); the
-commands are functions in `comfylock.api`. Names below are imported on first use, so that
-`comfylock --version` stays as fast as Python itself.
+The pipeline's stages are subpackages (workspace, collect, policy, resolve, lockfile, environment,
+explain, verify); the commands are functions in `comfylock.api`. Names below are imported on first
+use, so that `comfylock --version` stays as fast as Python itself.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._explain_terms import Attribution
+    from comfylock.explain.terms import Attribution
 
 
 class ComfylockError(Exception):

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import InputError, WriteError
+from comfylock._exceptions import InputError, WriteError
 
 MAX_BYTES = 1 << 20  # no real requirements file comes near this; anything bigger is junk or an attack
 BIG_BYTES = 64 << 20  # locks, pylocks, snapshots, caches: many times the largest real one

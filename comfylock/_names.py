@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ._envscan import canonical
+from comfylock.environment.scan import canonical
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # PEP 503's normal form. Not packaging's canonicalize_name: the no-op sync path (every ComfyUI start)

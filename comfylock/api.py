@@ -13,48 +13,56 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from comfylock._exceptions import InputError, LockFileError, UvError
+from comfylock._fs import atomic_write, flushed_behind
+from comfylock._redact import restore
+from comfylock.commands.context import Context
+from comfylock.commands.context import command as _command
+from comfylock.commands.context import given_index as given_index
+from comfylock.commands.context import lock_path as lock_path
+from comfylock.environment import history, sync, transaction
+
 # Compile's modules (collect, policy, the fingerprint, conflict explanation, duplicate imports) are
 # imported inside the functions that use them, the other commands' modules on first use (__getattr__,
 # at the end): a no-op `sync` at every ComfyUI start needs none.
-from . import _envstate, _quick, _synctxn, export, history, lock, resolve, sync
-from ._context import Context
-from ._context import command as _command
-from ._context import given_index as given_index
-from ._context import lock_path as lock_path
-from ._exceptions import InputError, LockFileError, UvError
-from ._fs import atomic_write, flushed_behind
-from ._redact import restore
-from .config import Config
-from .lock import Change, Lock
-from .resolve import IndexOptions
-from .workspace import Target, Workspace
+from comfylock.environment import state as _envstate
+from comfylock.lockfile import export, lock
+from comfylock.lockfile.lock import Change, Lock
+from comfylock.resolve import quick as _quick
+from comfylock.resolve import uv as resolve
+from comfylock.resolve.uv import IndexOptions
+from comfylock.workspace.config import Config
+from comfylock.workspace.layout import Target, Workspace
 
 if TYPE_CHECKING:
-    from . import _rollback, collect, inspect, policy
+    from comfylock.collect import gather as collect
+    from comfylock.collect.undeclared import Undeclared
+    from comfylock.commands import rollback as _rollback
+    from comfylock.commands.check import CheckReport
 
     # What __getattr__ (at the end) gives, for type checkers; `X as X` marks each as exported.
-    from ._api_lock import DiffResult as DiffResult
-    from ._api_lock import Exported as Exported
-    from ._api_lock import NodesResult as NodesResult
-    from ._api_lock import WhyResult as WhyResult
-    from ._api_lock import diff as diff
-    from ._api_lock import export_lock as export_lock
-    from ._api_lock import import_snapshot as import_snapshot
-    from ._api_lock import nodes as nodes
-    from ._api_lock import why as why
-    from ._api_policy import PolicyCheck as PolicyCheck
-    from ._api_policy import PolicyFile as PolicyFile
-    from ._api_policy import PolicyPackage as PolicyPackage
-    from ._api_policy import PolicyShow as PolicyShow
-    from ._api_policy import policy_check as policy_check
-    from ._api_policy import policy_show as policy_show
-    from ._check import CheckReport
-    from ._rollback import RollbackInfo as RollbackInfo
-    from ._rollback import rollback as rollback
-    from ._rollback import rolled_back as rolled_back
-    from ._undeclared import Undeclared
-    from ._verify import VerifyResult
-    from ._verify_sync import SyncCheck
+    from comfylock.commands.lock_tools import DiffResult as DiffResult
+    from comfylock.commands.lock_tools import Exported as Exported
+    from comfylock.commands.lock_tools import NodesResult as NodesResult
+    from comfylock.commands.lock_tools import WhyResult as WhyResult
+    from comfylock.commands.lock_tools import diff as diff
+    from comfylock.commands.lock_tools import export_lock as export_lock
+    from comfylock.commands.lock_tools import import_snapshot as import_snapshot
+    from comfylock.commands.lock_tools import nodes as nodes
+    from comfylock.commands.lock_tools import why as why
+    from comfylock.commands.policy_tools import PolicyCheck as PolicyCheck
+    from comfylock.commands.policy_tools import PolicyFile as PolicyFile
+    from comfylock.commands.policy_tools import PolicyPackage as PolicyPackage
+    from comfylock.commands.policy_tools import PolicyShow as PolicyShow
+    from comfylock.commands.policy_tools import policy_check as policy_check
+    from comfylock.commands.policy_tools import policy_show as policy_show
+    from comfylock.commands.rollback import RollbackInfo as RollbackInfo
+    from comfylock.commands.rollback import rollback as rollback
+    from comfylock.commands.rollback import rolled_back as rolled_back
+    from comfylock.explain import inspect
+    from comfylock.policy import apply as policy
+    from comfylock.verify.after_sync import SyncCheck
+    from comfylock.verify.loader import VerifyResult
 
 
 # The user's files, for callers that imported them from here; Workspace names every file.
@@ -113,14 +121,14 @@ def compile(  # noqa: A001 - the command's name
     `torch_backend` (default: config.toml's torch-backend, else auto): the torch build a target
     without torch gets, from `<torch-index>/<backend>` (see _torch_backend)."""
     ws, cfg = ctx.ws, ctx.config
-    from ._typed_names import check_node_names
+    from comfylock.workspace.names import check_node_names
 
     check_node_names(ws, skip_nodes, cfg)
     from_env = not (index or cfg.index)
     index = ctx.index(index)
     target = ctx.probe.read()
     skip = frozenset(skip_nodes) | cfg.skip
-    from ._torch_backend import asked
+    from comfylock.resolve.torch_backend import asked
 
     backend_asked = asked(torch_backend, cfg.torch_backend)
     args = _quick.arguments(
@@ -144,8 +152,9 @@ def compile(  # noqa: A001 - the command's name
                 ctx.lock_path, previous, (), again, None, True, False, _env_warnings(from_env)
             )
 
-    from . import _compile, policy
-    from ._fingerprint import fingerprint, policy_names
+    from comfylock.policy import apply as policy
+    from comfylock.resolve import request
+    from comfylock.resolve.fingerprint import fingerprint, policy_names
 
     coll = _collect(ctx, skip, keep_going)
     # What was parsed, by its digest then; the other watched files are hashed before they are parsed.
@@ -153,7 +162,7 @@ def compile(  # noqa: A001 - the command's name
     if cfg.path is not None and cfg.sha is not None:
         parsed[str(cfg.path)] = cfg.sha
     quick.after_collect(parsed, policy_files)
-    from ._stale import read_inputs, torch_choice_for
+    from comfylock.resolve.stale import read_inputs, torch_choice_for
 
     torch_choice = torch_choice_for(backend_asked, cfg, coll, target, previous, python_platform, offline)
     if torch_choice is not None and torch_choice.url:
@@ -178,7 +187,7 @@ def compile(  # noqa: A001 - the command's name
     if previous is not None and previous.intact and previous.meta.get("fingerprint") == fp and not forced:
         # A node's git commit decides nothing uv resolves, so a moved commit with the same requirements
         # costs no resolution; but the header names the commits, and must not keep the old ones.
-        fresh = _compile.refreshed_commits(ws, coll, previous)
+        fresh = request.refreshed_commits(ws, coll, previous)
         if fresh is not None and not dry_run:
             lock.write_lock(ctx.lock_path, fresh)
         if not dry_run:
@@ -194,7 +203,7 @@ def compile(  # noqa: A001 - the command's name
             warnings=_env_warnings(from_env),
         )
 
-    upgrade_set = frozenset({"*"} if upgrade else {_compile.resolve_name(p) for p in upgrade_packages})
+    upgrade_set = frozenset({"*"} if upgrade else {request.resolve_name(p) for p in upgrade_packages})
     outcome = policy.apply(pol, coll.requirements(), facts, upgrade=upgrade_set, torch_index=cfg.torch_index)
     if outcome.blocking and not yes:
         raise InputError(
@@ -205,7 +214,7 @@ def compile(  # noqa: A001 - the command's name
         inputs={},
         python=ws.python,
         index=index,
-        preferences=_compile.preferences_text(ctx.lock_path, previous),
+        preferences=request.preferences_text(ctx.lock_path, previous),
         upgrade=upgrade,
         upgrade_packages=tuple(upgrade_packages),
         offline=offline,
@@ -214,10 +223,10 @@ def compile(  # noqa: A001 - the command's name
         python_platform=python_platform,
     )
     notes: list[str] = []  # shown, not written into the lock: about this machine, not the inputs
-    resolved, outcome, warnings, used_cache = _compile.resolve_with_policy(
+    resolved, outcome, warnings, used_cache = request.resolve_with_policy(
         base, pol, coll, facts, outcome, upgrade_set, cfg.torch_index, notes
     )
-    from ._settle import settle
+    from comfylock.resolve.settle import settle
 
     # The lock records the policies as they read the environment its sync leaves, so compiling again
     # after that sync finds it up to date (the fingerprint is of that environment too).
@@ -239,7 +248,7 @@ def compile(  # noqa: A001 - the command's name
         )
     if torch_choice is not None and torch_choice.warning:
         notes.append(torch_choice.warning)  # about this machine's reach, not the inputs
-    new = _compile.build_lock(
+    new = request.build_lock(
         ws,
         coll,
         settled.outcome,
@@ -251,7 +260,7 @@ def compile(  # noqa: A001 - the command's name
         python_platform,
         list(settled.warnings),
     )
-    from ._owndeps import blame, moved
+    from comfylock.environment.owndeps import blame, moved
 
     # A downgraded uv or packaging in the environment comfylock runs from breaks it. A lock made for
     # another Python or platform is not for here (sync refuses it here all the same).
@@ -282,7 +291,7 @@ def compile(  # noqa: A001 - the command's name
 def _env_warnings(index_from_env: bool = True) -> tuple[str, ...]:
     """The user's UV_* variables uv will not see (see _uvenv); uv's index variables too when the
     command line or config.toml gave the index settings."""
-    from ._uvenv import CONSUMED, ignored
+    from comfylock.resolve.uvenv import CONSUMED, ignored
 
     unused = [] if index_from_env else sorted(k for k in CONSUMED if os.environ.get(k))
     return (
@@ -292,13 +301,13 @@ def _env_warnings(index_from_env: bool = True) -> tuple[str, ...]:
 
 
 def _undeclared_nodes(coll: collect.Collection, cfg: Config) -> tuple[Undeclared, ...]:
-    from ._undeclared import scan_inputs
+    from comfylock.collect.undeclared import scan_inputs
 
     return scan_inputs(coll.inputs, cfg.nodes)
 
 
 def _collect(ctx: Context, skip: frozenset[str], keep_going: bool) -> collect.Collection:
-    from . import collect
+    from comfylock.collect import gather as collect
 
     return collect.collect(
         ctx.ws,
@@ -319,7 +328,7 @@ def _previous(path: Path) -> Lock | None:
 
 def _duplicates(target: Target, new: Lock) -> tuple[inspect.Duplicate, ...]:
     """Distributions in the lock that install the same import (the resolver cannot see these)."""
-    from . import inspect
+    from comfylock.explain import inspect
 
     # The target's site folders as its probe told them: no second run of the interpreter.
     dirs = [*map(Path, target.site_dirs), *inspect.cache_dirs(resolve.cache_dir())]
@@ -407,13 +416,13 @@ def sync_env(
     lost = [line for line in frozen if line.startswith("-") and " @ " not in line]
     warnings += [f"history cannot hold {line!r}: a rollback will not bring it back" for line in lost]
     if not (offline or offline_first):  # before the download starts; a rollback downloads little
-        from ._sync_size import announce as announce_size
+        from comfylock.environment.download_size import announce as announce_size
 
         announce_size(p.changes, index, target, notify or warnings.append)
-    from ._failures import sync_failure
+    from comfylock.explain.failures import sync_failure
 
     # The entry and the marker are in place before uv starts; their fsyncs overlap with uv.
-    with flushed_behind(), _synctxn.recorded(
+    with flushed_behind(), transaction.recorded(
         ctx.ws.user_dir,
         frozen,
         index.lines(),
@@ -434,18 +443,18 @@ def sync_env(
             sync.remove_torn(target.site_dirs, unfinished.packages)
     ctx.probe.forget()  # read before uv changed the environment (.pth files too): the next run probes
     if said:
-        from ._failures import sync_warnings
+        from comfylock.explain.failures import sync_warnings
 
         warnings += sync_warnings(said, the_lock)
     done = SyncResult(p, path, entry, False, tuple(warnings))
-    from . import _verify_sync
+    from comfylock.verify import after_sync
 
-    if not _verify_sync.wanted(ctx.ws.root, ctx.config.verify, verify):
+    if not after_sync.wanted(ctx.ws.root, ctx.config.verify, verify):
         return done
     undo = functools.partial(
         _sync_entry, ctx, entry, f"automatic rollback to {entry.id} (a node stopped loading)"
     )
-    return replace(done, check=_verify_sync.after_sync(ctx, target.installed, p.changes, entry.path, undo))
+    return replace(done, check=after_sync.after_sync(ctx, target.installed, p.changes, entry.path, undo))
 
 
 def _sync_entry(ctx: Context, entry: history.Entry, trigger: str) -> SyncResult:
@@ -458,7 +467,7 @@ def _sync_entry(ctx: Context, entry: history.Entry, trigger: str) -> SyncResult:
 def verify(ctx: Context, *, timeout: float | None = None) -> VerifyResult:
     """Run ComfyUI's own loader in the target and report each custom node; the result is kept for
     the environment's present state (the baseline the next sync compares with)."""
-    from ._verify_sync import verify_here
+    from comfylock.verify.after_sync import verify_here
 
     return verify_here(ctx, timeout)
 
@@ -479,7 +488,7 @@ def check(ctx: Context) -> sync.SyncPlan:
 def check_report(ctx: Context) -> CheckReport:
     """check(), plus whether the lock is stale (as compile decides it) and what `uv pip check` finds
     broken, apart from what the lock's policies do on purpose (see `_check`)."""
-    from ._check import check_report as report
+    from comfylock.commands.check import check_report as report
 
     return report(ctx)
 
@@ -500,7 +509,7 @@ def _as_compiled(ctx: Context, target: Target, the_lock: Lock) -> bool:
 def add(ctx: Context, specs: Sequence[str]) -> list[str]:
     """Add requirements to the user's own list: a package's earlier line is replaced in place, a new
     one goes at the end; comments and order stay."""
-    from ._userreqs import UserFile
+    from comfylock.collect.userreqs import UserFile
 
     f = UserFile(ctx.ws.user_requirements)
     for spec in specs:
@@ -511,7 +520,7 @@ def add(ctx: Context, specs: Sequence[str]) -> list[str]:
 
 @_command
 def remove(ctx: Context, names: Sequence[str]) -> list[str]:
-    from ._userreqs import UserFile
+    from comfylock.collect.userreqs import UserFile
 
     f = UserFile(ctx.ws.user_requirements)
     f.remove(names)
@@ -533,13 +542,13 @@ _ELSEWHERE = {
             "nodes",
             "why",
         ),
-        "._api_lock",
+        "comfylock.commands.lock_tools",
     ),
     **dict.fromkeys(
         ("PolicyCheck", "PolicyFile", "PolicyPackage", "PolicyShow", "policy_check", "policy_show"),
-        "._api_policy",
+        "comfylock.commands.policy_tools",
     ),
-    **dict.fromkeys(("RollbackInfo", "rollback", "rolled_back"), "._rollback"),
+    **dict.fromkeys(("RollbackInfo", "rollback", "rolled_back"), "comfylock.commands.rollback"),
 }
 
 
@@ -547,5 +556,5 @@ def __getattr__(name: str) -> Any:
     if name in _ELSEWHERE:
         import importlib
 
-        return getattr(importlib.import_module(_ELSEWHERE[name], __package__), name)
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from comfylock.cli import main
+from comfylock.cli.main import main
 
 # The hand-written wheels most tests resolve against: name -> version -> requirements.
 STANDARD = {

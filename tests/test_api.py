@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from helpers import installed
 
-from comfylock import api, history, lock, sync
-from comfylock.resolve import IndexOptions
+from comfylock import api
+from comfylock.environment import history, sync
+from comfylock.lockfile import lock
+from comfylock.resolve.uv import IndexOptions
 
 
 def test_whole_flow_through_the_api(comfy, venv, index):
@@ -94,7 +96,7 @@ def test_user_requirements_through_the_api(comfy, venv, index):
 
 def test_uv_failure_without_a_message_says_why():
     """A uv killed by a signal (out of memory, a kill) prints nothing: the error still says what."""
-    from comfylock.resolve import _last_error
+    from comfylock.resolve.uv import _last_error
 
     assert _last_error("", -9) == "uv was stopped by signal 9"
     assert _last_error("Resolved 50 packages in 12ms\n", -9) == (

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from helpers import age, run
 
-from comfylock import _quick, _synctxn, api, history
+from comfylock import api
 from comfylock._exceptions import ResolutionError, UvError, WriteError
-from comfylock.lock import read_lock
-from comfylock.workspace import Workspace, open_workspace
+from comfylock.environment import history
+from comfylock.environment import transaction as _synctxn
+from comfylock.lockfile.lock import read_lock
+from comfylock.resolve import quick
+from comfylock.workspace.layout import Workspace, open_workspace
 
 SNAPSHOT = {
     "comfyui": None,
@@ -38,13 +41,13 @@ def test_import_snapshot_anchors_a_relative_find_links_at_the_cwd(comfy, venv, t
 
 
 def test_import_snapshot_writes_the_lock_under_the_workspace_lock(comfy, venv, tmp_path, monkeypatch):
-    from comfylock import lock
+    from comfylock.lockfile import lock
 
     root = comfy("numpy\n")
     snap = tmp_path / "snap.json"
     snap.write_text(json.dumps({**SNAPSHOT, "pips": {"numpy==1.26.4": ""}}))
     probe = (
-        "import sys; from pathlib import Path; from comfylock._filelock import workspace_lock\n"
+        "import sys; from pathlib import Path; from comfylock.workspace.filelock import workspace_lock\n"
         "with workspace_lock(Path(sys.argv[1]), wait=False): pass\n"
     )
     seen: list[int] = []
@@ -80,23 +83,23 @@ def test_lock_only_commands_need_no_comfyui_folder_and_return_typed_results(
 
 def test_diff_env_reads_the_target_through_its_cache(comfy, venv, index, monkeypatch):
     """The probe cache a compile stored answers `diff env` too: the interpreter is not run again."""
-    from comfylock import _probecache
+    from comfylock.environment import probecache
 
     root = comfy("tqdm\n")
-    age(venv)  # an interpreter changed a moment ago is not cached (see _probecache)
+    age(venv)  # an interpreter changed a moment ago is not cached (see probecache)
     assert run(root, venv, index, "compile") == 0
 
     def ran(*a: object) -> int:
         raise AssertionError("the target interpreter was run")
 
-    monkeypatch.setattr(_probecache, "now_ns", ran)  # called only when the interpreter runs
+    monkeypatch.setattr(probecache, "now_ns", ran)  # called only when the interpreter runs
     d = api.diff("env", None, comfyui=root, python=venv)
     assert [c.change.name for c in d.changes] == ["tqdm"]
 
 
 def test_compile_reuses_the_targets_site_folders(comfy, venv, index, monkeypatch):
     """Duplicate-import detection reads the folders the probe reported, without running the target."""
-    from comfylock import inspect
+    from comfylock.explain import inspect
 
     def ran(python: Path) -> list[Path]:
         raise AssertionError("ran the interpreter for its sys.path")
@@ -126,7 +129,7 @@ def test_every_workspace_file_is_named_by_the_workspace_and_watched(tmp_path):
     (root / "main.py").write_text("")
     ws = open_workspace(root, sys.executable)
     assert ws.user_dir == root / "user" / "comfylock"
-    watched = set(_quick.watched(ws, {}, []))
+    watched = set(quick.watched(ws, {}, []))
     assert {str(ws.user_policy), str(ws.user_requirements), str(ws.config_file)} <= watched
     assert {str(p) for p in ws.version_files} <= watched
     assert ws.history_dir == ws.user_dir / Workspace.HISTORY
@@ -139,7 +142,7 @@ def test_no_op_check_refuses_its_steps_out_of_order(tmp_path):
     (root / "main.py").write_text("")
     ws = open_workspace(root, sys.executable)
     target = api.Context.open(root, python=sys.executable).probe.read()
-    check = _quick.NoOpCheck(ws, target, ws.default_lock, {})
+    check = quick.NoOpCheck(ws, target, ws.default_lock, {})
     assert check.known() is None
     with pytest.raises(RuntimeError, match="before_resolve"):
         check.record("fp")
@@ -180,7 +183,7 @@ def test_protected_comes_from_comfylocks_own_metadata():
     import importlib.metadata as md
     import re
 
-    from comfylock.sync import PROTECTED
+    from comfylock.environment.sync import PROTECTED
 
     needs = [r for r in md.requires("comfylock") or [] if "extra ==" not in r]
     names = {re.split(r"[\s\[(;<>=!~]", r, maxsplit=1)[0].lower().replace("_", "-") for r in needs}

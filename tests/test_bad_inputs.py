@@ -21,8 +21,8 @@ import pytest
 from helpers import LocalIndex, run
 from wheels import make_wheel
 
-from comfylock.cli import main
-from comfylock.lock import read_lock
+from comfylock.cli.main import main
+from comfylock.lockfile.lock import read_lock
 
 if sys.version_info >= (3, 11):
     import tomllib

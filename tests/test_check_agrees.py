@@ -15,7 +15,7 @@ import pytest
 from helpers import STANDARD
 from wheels import make_index
 
-from comfylock.cli import main
+from comfylock.cli.main import main
 
 WHEELS = {
     **STANDARD,

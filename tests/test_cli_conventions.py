@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from comfylock import history
-from comfylock._cli_args import hoist, interrupted
-from comfylock.cli import build_parser, main
-from comfylock.lock import read_lock
+from comfylock.cli.args import hoist, interrupted
+from comfylock.cli.main import build_parser, main
+from comfylock.environment import history
+from comfylock.lockfile.lock import read_lock
 
 TREE = {"NodeA": {"requirements.txt": "numpy<2\n"}}
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from comfylock._exceptions import InputError
-from comfylock.collect import (
+from comfylock.collect.gather import (
     CORE,
     USER,
     NodeSettings,
@@ -21,7 +21,7 @@ from comfylock.collect import (
     parse_pyproject,
     parse_requirements_file,
 )
-from comfylock.workspace import Node, Workspace
+from comfylock.workspace.layout import Node, Workspace
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 

@@ -19,7 +19,7 @@ from helpers import run
 HOLDER = """\
 import sys
 from pathlib import Path
-from comfylock._filelock import workspace_lock
+from comfylock.workspace.filelock import workspace_lock
 with workspace_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     sys.stdin.readline()
@@ -27,7 +27,7 @@ with workspace_lock(Path(sys.argv[1])):
 WORKER = """\
 import os, sys, time
 from pathlib import Path
-from comfylock._filelock import workspace_lock
+from comfylock.workspace.filelock import workspace_lock
 folder, log, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 while not go.exists():
     time.sleep(0.001)
@@ -50,7 +50,7 @@ def hold(folder: Path) -> subprocess.Popen:
 
 def test_second_process_fails_cleanly_or_waits_with_a_message(tmp_path):
     from comfylock._exceptions import BusyError
-    from comfylock._filelock import workspace_lock
+    from comfylock.workspace.filelock import workspace_lock
 
     holder = hold(tmp_path)
     with pytest.raises(BusyError, match=rf"another comfylock \(pid {holder.pid}\) is working on"):
@@ -71,7 +71,7 @@ def test_second_process_fails_cleanly_or_waits_with_a_message(tmp_path):
 
 
 def test_killed_holder_leaves_no_stale_lock(tmp_path):
-    from comfylock._filelock import workspace_lock
+    from comfylock.workspace.filelock import workspace_lock
 
     holder = hold(tmp_path)
     holder.kill()
@@ -120,7 +120,7 @@ def test_windows_branch_with_a_stand_in_msvcrt(tmp_path, monkeypatch):
     import importlib.util
     import types
 
-    import comfylock._filelock as real
+    import comfylock.workspace.filelock as real
     from comfylock._exceptions import BusyError
 
     held: dict[tuple[int, int], int] = {}
@@ -168,10 +168,11 @@ def test_every_file_comfylock_writes_goes_through_atomic_write():
 
     import comfylock
 
-    allowed = {"_fs.py", "_filelock.py", "resolve.py"}
+    allowed = {"_fs.py", "workspace/filelock.py", "resolve/uv.py"}
     found = []
-    for source in sorted(Path(comfylock.__file__).parent.glob("*.py")):
-        if source.name in allowed:
+    top = Path(comfylock.__file__).parent
+    for source in sorted(top.rglob("*.py")):
+        if source.relative_to(top).as_posix() in allowed:
             continue
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call):

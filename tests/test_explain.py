@@ -12,9 +12,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from comfylock import _compile, collect, explain, resolve
 from comfylock._exceptions import ResolutionError, UvError
-from comfylock.workspace import open_workspace
+from comfylock.collect import gather as collect
+from comfylock.explain import conflicts as explain
+from comfylock.resolve import request as _compile
+from comfylock.resolve import uv as resolve
+from comfylock.workspace.layout import open_workspace
 
 # --- a fake oracle: a set of groups conflicts when it holds every group of some rule ----------------
 
@@ -389,7 +392,7 @@ def test_corpus_numpy2_node_next_to_impact_pack(tmp_path, venv, capsys, pypi_env
 
 
 def test_cli_compile_conflict_prints_the_attribution(comfy, venv, index, capsys):
-    from comfylock.cli import main
+    from comfylock.cli.main import main
 
     nodes = {
         "Old": {"requirements.txt": "numpy<2\n"},

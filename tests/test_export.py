@@ -17,10 +17,11 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-from comfylock import api, sync
+from comfylock import api
 from comfylock._exceptions import InputError, LockFileError
-from comfylock.cli import main
-from comfylock.export import (
+from comfylock.cli.main import main
+from comfylock.environment import sync
+from comfylock.lockfile.export import (
     check_pylock_name,
     check_target,
     default_pylock_path,
@@ -30,9 +31,9 @@ from comfylock.export import (
     read_any,
     read_pylock,
 )
-from comfylock.lock import Lock, Pin, Request, read_lock
-from comfylock.resolve import IndexOptions
-from comfylock.workspace import Target
+from comfylock.lockfile.lock import Lock, Pin, Request, read_lock
+from comfylock.resolve.uv import IndexOptions
+from comfylock.workspace.layout import Target
 
 TREE = {
     "NodeA": {"requirements.txt": "numpy<2\nscipy\n"},

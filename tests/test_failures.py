@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from wheels import make_wheel
 
-from comfylock import _uvtext
-from comfylock.cli import main
+from comfylock.cli.main import main
+from comfylock.resolve import uvtext
 
 
 @pytest.fixture(autouse=True)
@@ -225,7 +225,7 @@ def test_conflict_names_from_uvs_derivation():
         "was not found, we can conclude that ... Because the current Python version (3.11.7) does not "
         "satisfy Python>=3.12 and foo-bar==1.0 depends on Python>=3.12, ..."
     )
-    assert _uvtext.conflict_names(text) == {
+    assert uvtext.conflict_names(text) == {
         "scipy",
         "numpy",
         "torch-vision",
@@ -249,7 +249,7 @@ def test_cause_chain_read_in_either_of_uvs_spellings(prefix):
         "         fatal: unable to access 'https://example.invalid/foo.git/': Could not resolve host\n"
         "hint: check the URL\n"
     )
-    said = _uvtext.parse(stderr)
+    said = uvtext.parse(stderr)
     assert said.one_line() == (
         "Failed to download and build `foo @ git+https://example.invalid/foo.git`: Git operation failed: "
         "process didn't exit successfully: `/usr/bin/git fetch` (exit status: 128): "
@@ -257,12 +257,12 @@ def test_cause_chain_read_in_either_of_uvs_spellings(prefix):
     )
     assert said.warnings == ("`x==1` does not have an extra named `y`",)
     assert said.hints == ("check the URL",)
-    assert _uvtext.subject_names(said.text) == ["foo"]
+    assert uvtext.subject_names(said.text) == ["foo"]
 
 
 def test_sync_warning_names_the_chain_to_the_node():
-    from comfylock._failures import sync_warnings
-    from comfylock.lock import Lock, Pin, Request
+    from comfylock.explain.failures import sync_warnings
+    from comfylock.lockfile.lock import Lock, Pin, Request
 
     lock = Lock(
         pins=(

@@ -27,8 +27,8 @@ import pytest
 from helpers import LocalIndex, run
 from wheels import _DATE, _record_hash
 
-from comfylock import history
-from comfylock.cli import main
+from comfylock.cli.main import main
+from comfylock.environment import history
 
 POINTS = int(os.environ.get("COMFYLOCK_FAULT_POINTS", "4"))  # kills per scenario (soak runs: 100+)
 CRITICAL = {"atomic_write", "_sync_dir", "write_lock", "record", "begin", "end", "run_uv", "apply"}
@@ -39,7 +39,7 @@ STATS: dict[str, int] = {}
 RUNNER = """\
 import os, signal, sys
 import comfylock
-from comfylock.cli import main
+from comfylock.cli.main import main
 pkg = os.path.dirname(comfylock.__file__) + os.sep
 kill_at, trace, n, log = int(os.environ.get("FAULT_KILL_AT") or 0), os.environ.get("FAULT_TRACE"), 0, []
 notify_at, notify = int(os.environ.get("FAULT_NOTIFY_AT") or 0), os.environ.get("FAULT_NOTIFY")
@@ -306,7 +306,7 @@ def test_torn_environment_is_repaired_by_rollback_and_sync(setup, venv, wheels, 
     assert child(root, venv, wheels, ["sync"], FAULT_TRACE=str(tmp_path / "trace")).returncode == 0
     new_env = installed(venv)
     events = [e.split() for e in (tmp_path / "trace").read_text().splitlines()]
-    first = next(i for i, e in enumerate(events) if e[:3] == ["call", "sync", "resolve.py"])
+    first = next(i for i, e in enumerate(events) if e[:3] == ["call", "sync", "uv.py"])
     uv_event = next(i for i, e in enumerate(events[first:], first + 1) if e[:2] == ["call", "run_uv"])
     site = (
         next(venv.parent.parent.glob("lib/python*/site-packages"), None)
@@ -336,7 +336,7 @@ def test_sigkill_mid_uv_install_is_recoverable(setup, venv, wheels, tmp_path):
     assert child(root, venv, wheels, ["sync"], FAULT_TRACE=str(tmp_path / "trace")).returncode == 0
     new_env, flag = installed(venv), tmp_path / "uv-starts"
     events = [e.split() for e in (tmp_path / "trace").read_text().splitlines()]
-    first = next(i for i, e in enumerate(events) if e[:3] == ["call", "sync", "resolve.py"])
+    first = next(i for i, e in enumerate(events) if e[:3] == ["call", "sync", "uv.py"])
     uv_event = next(i for i, e in enumerate(events[first:], first + 1) if e[:2] == ["call", "run_uv"])
     cmd, env = child_cmd(root, venv, wheels, ["sync"])
     env.update(FAULT_NOTIFY_AT=str(uv_event), FAULT_NOTIFY=str(flag))
@@ -488,7 +488,7 @@ def test_disk_full_compile_keeps_lock_and_sync_leaves_the_way_back(setup, venv, 
 
 
 def test_damaged_lock_exit_2_naming_the_line_environment_untouched(setup, venv, wheels, capsys):
-    from comfylock.lock import parse_lock
+    from comfylock.lockfile.lock import parse_lock
 
     root, _ = setup
     assert run(root, venv, wheels, "compile", quiet=True) == 0

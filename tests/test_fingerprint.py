@@ -153,14 +153,14 @@ def _installed(root, venv, index, tmp_path, monkeypatch):
 
 @change("uv version")
 def _uv(root, venv, index, tmp_path, monkeypatch):
-    monkeypatch.setattr("comfylock.resolve.uv_version", lambda: "0.13.999")
+    monkeypatch.setattr("comfylock.resolve.uv.uv_version", lambda: "0.13.999")
     return {}
 
 
 @change("comfylock version")
 def _comfylock(root, venv, index, tmp_path, monkeypatch):
-    monkeypatch.setattr("comfylock._fingerprint.__version__", "9.9.9")
-    monkeypatch.setattr("comfylock._quick.__version__", "9.9.9")
+    monkeypatch.setattr("comfylock.resolve.fingerprint.__version__", "9.9.9")
+    monkeypatch.setattr("comfylock.resolve.quick.__version__", "9.9.9")
     return {}
 
 
@@ -186,11 +186,11 @@ def test_fingerprint_changes_with_each_input(check, name, tree, venv, index, tmp
 
 def test_quick_check_parses_nothing(tree, venv, index, monkeypatch):
     """Nothing changed: the quick check answers without collecting, and collects only if asked."""
-    import comfylock.collect
+    import comfylock.collect.gather
 
     calls = []
-    real = comfylock.collect.collect
-    monkeypatch.setattr(comfylock.collect, "collect", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = comfylock.collect.gather.collect
+    monkeypatch.setattr(comfylock.collect.gather, "collect", lambda *a, **k: calls.append(1) or real(*a, **k))
     r = compile_(tree, venv, index)
     assert r.up_to_date and r.nodes == 1 and not calls
     assert [i.node for i in r.collection.inputs] == ["core", "A", "user"] and calls == [1]
@@ -236,14 +236,14 @@ def test_hand_edited_lock_is_never_up_to_date(tree, venv, index):
     r = compile_(tree, venv, index)
     assert not r.up_to_date
     # Resolved again and written whole: the edited pin was only a preference, the body hash is true.
-    from comfylock.lock import read_lock
+    from comfylock.lockfile.lock import read_lock
 
     assert read_lock(lock).intact
 
 
 def test_a_file_edited_while_compiling_is_not_taken_as_compiled(tree, venv, index, monkeypatch):
     """The quick record pairs the lock with the bytes that were parsed, not with a later read."""
-    from comfylock import _quick
+    from comfylock.resolve import quick as _quick
 
     f = tree / "custom_nodes" / "A" / "requirements.txt"
     f.write_text("tqdm>=4\n")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import installed
 
-from comfylock.cli import main
-from comfylock.lock import read_lock
+from comfylock.cli.main import main
+from comfylock.lockfile.lock import read_lock
 
 
 def cli(root: Path, venv: Path, links: str, *args: str) -> int:

@@ -13,10 +13,11 @@ import pytest
 from helpers import run
 from wheels import make_wheel
 
-from comfylock import collect, inspect
-from comfylock.cli import main
-from comfylock.lock import Lock, Pin, Request, read_lock, write_lock
-from comfylock.workspace import open_workspace
+from comfylock.cli.main import main
+from comfylock.collect import gather as collect
+from comfylock.explain import inspect
+from comfylock.lockfile.lock import Lock, Pin, Request, read_lock, write_lock
+from comfylock.workspace.layout import open_workspace
 
 
 def R(node: str, line: int, text: str, file: str = "requirements.txt") -> Request:
@@ -181,7 +182,7 @@ def test_check_and_diff_env_on_a_drifted_environment(comfy, venv, index, tmp_pat
 
 
 def test_stale_lock_names_what_changed(comfy, venv, index):
-    from comfylock import _compile
+    from comfylock.resolve import request
 
     root = comfy("tqdm\n", TREE)
     (root / "custom_nodes" / "Gone").mkdir()
@@ -193,7 +194,7 @@ def test_stale_lock_names_what_changed(comfy, venv, index):
         ws = open_workspace(root, venv)
         coll = collect.collect(ws)
         folders = {i.node: i.path for i in coll.inputs}
-        return inspect.stale(lock, _compile.node_lines(ws, coll), coll.requirements(), folders)
+        return inspect.stale(lock, request.node_lines(ws, coll), coll.requirements(), folders)
 
     assert now() == []
     (root / "requirements.txt").write_text("# a comment only moves lines\n\ntqdm\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from comfylock.cli import main
+from comfylock.cli.main import main
 
 
 def run_json(capsys, *argv: str) -> tuple[int, dict]:

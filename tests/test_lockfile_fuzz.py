@@ -11,12 +11,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from comfylock import history
 from comfylock._exceptions import ComfylockError, InputError, LockFileError
 from comfylock._redact import redact, restore, strip
-from comfylock.collect import parse_requirements_file
-from comfylock.lock import Lock, Pin, Request, format_lock, parse_lock, require_intact
-from comfylock.sync import plan
+from comfylock.collect.gather import parse_requirements_file
+from comfylock.environment import history
+from comfylock.environment.sync import plan
+from comfylock.lockfile.lock import Lock, Pin, Request, format_lock, parse_lock, require_intact
 
 EXAMPLES = int(os.environ.get("COMFYLOCK_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -204,7 +204,7 @@ def test_sync_plan_never_crashes_and_lands_on_the_lock(lock: Lock, installed: di
 def test_fast_pin_path_refuses_what_packaging_refuses() -> None:
     """`name==version` is read without packaging; a version packaging would refuse must still fail
     (non-ASCII digits match \\d), with the line named."""
-    from comfylock.lock import parse_lock
+    from comfylock.lockfile.lock import parse_lock
 
     for bad in ("numpy==１.２", "numpy==١.٢", "numpy==1.0*"):
         try:

@@ -6,8 +6,8 @@ import pytest
 from helpers import install, installed, run
 from wheels import make_wheel
 
-from comfylock.cli import main
-from comfylock.lock import read_lock
+from comfylock.cli.main import main
+from comfylock.lockfile.lock import read_lock
 
 TREE = {
     "NodeA": {"requirements.txt": "numpy<2\nscipy\n"},
@@ -200,7 +200,8 @@ def test_sync_replaces_a_build_that_differs_only_in_its_local_label(comfy, venv,
     root = comfy("torch==2.5.1\ntqdm==4.67.0\n", {})
     base = ["--comfyui", str(root), "--python", str(venv)]
     assert main(["compile", *base, "--no-default-policy", "--no-index", "--find-links", str(cpu)]) == 0
-    from comfylock import api, sync
+    from comfylock import api
+    from comfylock.environment import sync
 
     ctx = api.Context.open(root, python=venv)
     plan = api.sync_env(ctx, dry_run=True).plan

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from packaging.requirements import Requirement
 
 from comfylock._exceptions import PolicyError
-from comfylock.collect import Req, Source
-from comfylock.policy import (
+from comfylock.collect.gather import Req, Source
+from comfylock.policy.apply import (
     BASE_POLICY,
     Facts,
     Policy,

@@ -15,10 +15,10 @@ import pytest
 from helpers import CORPUS, installed, run
 from wheels import make_wheel
 
-from comfylock import resolve
-from comfylock.cli import main
-from comfylock.lock import Pin, read_lock
-from comfylock.workspace import _nvidia_driver_present
+from comfylock.cli.main import main
+from comfylock.lockfile.lock import Pin, read_lock
+from comfylock.resolve import uv as resolve
+from comfylock.workspace.layout import _nvidia_driver_present
 
 OPENCVS = {
     "opencv-python",

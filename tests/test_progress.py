@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from wheels import make_wheel
 
-from comfylock.cli import main
+from comfylock.cli.main import main
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import CORPUS
 
-from comfylock.cli import main
-from comfylock.lock import read_lock
+from comfylock.cli.main import main
+from comfylock.lockfile.lock import read_lock
 
 pytestmark = pytest.mark.pypi
 

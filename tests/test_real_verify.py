@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import installed
 
-from comfylock.cli import main
+from comfylock.cli.main import main
 
 # ../shared beside the checkout (two levels up from a worktree under wt/).
 _HERE = Path(__file__).resolve()

@@ -11,8 +11,8 @@ from pathlib import Path
 from helpers import installed
 from wheels import make_wheel
 
-from comfylock import history
-from comfylock.cli import main
+from comfylock.cli.main import main
+from comfylock.environment import history
 
 
 class _Index:

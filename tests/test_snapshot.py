@@ -9,9 +9,9 @@ import pytest
 from helpers import install, installed, run
 
 from comfylock._exceptions import InputError
-from comfylock.cli import main
-from comfylock.lock import Lock, Pin, read_lock
-from comfylock.snapshot import (
+from comfylock.cli.main import main
+from comfylock.lockfile.lock import Lock, Pin, read_lock
+from comfylock.lockfile.snapshot import (
     GitNode,
     origin_url,
     parse_node_line,

@@ -10,9 +10,9 @@ import pytest
 from helpers import install
 from wheels import make_wheel
 
-from comfylock import _torch_backend as tb
-from comfylock.cli import main
-from comfylock.lock import read_lock
+from comfylock.cli.main import main
+from comfylock.lockfile.lock import read_lock
+from comfylock.resolve import torch_backend as tb
 
 
 def simple_index(root: Path, wheels: list[Path]) -> str:
@@ -154,12 +154,12 @@ def test_bad_backend_names_are_refused(comfy, venv, torch_setup, capsys):
 def test_a_large_sync_says_how_much_and_cuda_on_a_machine_without_gpu_is_warned(
     comfy, venv, tmp_path, monkeypatch, capsys
 ):
-    from comfylock import _sync_size
+    from comfylock.environment import download_size
 
     wheels = tmp_path / "big-wheels"
     make_wheel(wheels, "nvidia-cublas-cu12", "12.4.5.8")
     make_wheel(wheels, "small", "1.0")
-    monkeypatch.setattr(_sync_size, "THRESHOLD", 1)  # the hand-made wheels are a few hundred bytes
+    monkeypatch.setattr(download_size, "THRESHOLD", 1)  # the hand-made wheels are a few hundred bytes
     monkeypatch.setenv(tb.TEST_ENV, "none")
     root = comfy("nvidia-cublas-cu12\nsmall\n")
     args = ["--comfyui", str(root), "--python", str(venv)]
@@ -173,8 +173,8 @@ def test_a_large_sync_says_how_much_and_cuda_on_a_machine_without_gpu_is_warned(
 
 
 def test_cuda_warning_and_wheel_choice_are_pure():
-    from comfylock._sync_size import cuda_warning, pick_size
-    from comfylock.lock import Change
+    from comfylock.environment.download_size import cuda_warning, pick_size
+    from comfylock.lockfile.lock import Change
 
     changes = [Change("torch", None, "2.5.1+cu124"), Change("numpy", None, "2.1.0")]
     assert "torch 2.5.1+cu124" in (cuda_warning(changes, has_nvidia=False) or "")

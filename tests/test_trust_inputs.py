@@ -23,10 +23,13 @@ from pathlib import Path
 import pytest
 from wheels import make_wheel
 
-from comfylock import _probecache, _uvenv, api, resolve
-from comfylock.cli import main
-from comfylock.lock import read_lock
-from comfylock.workspace import probe_target, remember
+from comfylock import api
+from comfylock.cli.main import main
+from comfylock.environment import probecache
+from comfylock.lockfile.lock import read_lock
+from comfylock.resolve import uv as resolve
+from comfylock.resolve import uvenv
+from comfylock.workspace.layout import probe_target, remember
 
 POSIX = pytest.mark.skipif(os.name == "nt", reason="needs a POSIX file system")
 LINUX_PROC = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
@@ -222,7 +225,7 @@ def test_hostile_variable_cannot_make_the_next_compile_lie(tmp_path, venv, comfy
 
 
 def test_uv_environment_is_an_allow_list():
-    from comfylock._uvenv import child_env, ignored
+    from comfylock.resolve.uvenv import child_env, ignored
 
     user = {
         "PATH": "/bin",
@@ -461,7 +464,7 @@ def test_non_web_urls_in_node_files_are_refused_and_nothing_builds(tmp_path, ven
 )
 def test_collect_refuses_expansion_and_foreign_schemes(comfy, tmp_path, line, why):
     from comfylock._exceptions import InputError
-    from comfylock.collect import parse_requirements_file
+    from comfylock.collect.gather import parse_requirements_file
 
     req = tmp_path / "requirements.txt"
     req.write_text(f"gamma\n{line}\n")
@@ -482,7 +485,7 @@ def test_collect_refuses_expansion_and_foreign_schemes(comfy, tmp_path, line, wh
     ],
 )
 def test_web_urls_and_literal_dollars_in_markers_still_accepted(tmp_path, line):
-    from comfylock.collect import parse_requirements_file
+    from comfylock.collect.gather import parse_requirements_file
 
     req = tmp_path / "requirements.txt"
     req.write_text(line + "\n")
@@ -492,7 +495,7 @@ def test_web_urls_and_literal_dollars_in_markers_still_accepted(tmp_path, line):
 
 def test_allowed_index_option_with_a_variable_is_refused(tmp_path):
     from comfylock._exceptions import InputError
-    from comfylock.collect import parse_requirements_file
+    from comfylock.collect.gather import parse_requirements_file
 
     req = tmp_path / "requirements.txt"
     req.write_text("--extra-index-url https://${TOKEN}@h.example/simple\ngamma\n")
@@ -800,7 +803,7 @@ def test_probe_cache_sees_a_same_size_pth_edit_with_its_mtime_reset(venv, tmp_pa
     venv_root = venv.parent.parent
     os.utime(venv_root / "pyvenv.cfg", (then, then))
     cache = tmp_path / "cache.json"
-    time.sleep(_probecache._RACY_NS / 1e9 + 0.1)  # the .pth's ctime must be old enough to be stored
+    time.sleep(probecache._RACY_NS / 1e9 + 0.1)  # the .pth's ctime must be old enough to be stored
     remember(probe_target(venv, cache))
     assert str(one) in probe_target(venv, cache).paths
     with open(pth, "r+") as f:  # same inode, same size, then the old mtime back
@@ -857,18 +860,18 @@ def test_uv_scratch_folder_avoids_world_writable_parents(tmp_path, monkeypatch):
     import stat
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # under /tmp: writable by everyone
-    _uvenv.private_base.cache_clear()
+    uvenv.private_base.cache_clear()
     try:
-        assert _uvenv.private_base() is None
+        assert uvenv.private_base() is None
         home_cache = Path.home() / ".cache"
         if any(p.exists() and p.stat().st_mode & stat.S_IWOTH for p in [home_cache, *home_cache.parents]):
             pytest.skip("this HOME lies under a folder everyone can write")
         monkeypatch.setenv("XDG_CACHE_HOME", str(home_cache))
-        _uvenv.private_base.cache_clear()
-        base = _uvenv.private_base()
+        uvenv.private_base.cache_clear()
+        base = uvenv.private_base()
         assert base == str(home_cache / "comfylock" / "tmp")
         assert stat.S_IMODE(os.stat(base).st_mode) & 0o077 == 0
-        with _uvenv.scratch() as scratch:
+        with uvenv.scratch() as scratch:
             assert Path(scratch).parent == Path(base)
     finally:
-        _uvenv.private_base.cache_clear()
+        uvenv.private_base.cache_clear()

@@ -16,8 +16,9 @@ import pytest
 from helpers import STANDARD, install, installed, uv
 from wheels import make_index
 
-from comfylock import api, history
-from comfylock.cli import main
+from comfylock import api
+from comfylock.cli.main import main
+from comfylock.environment import history
 
 # A PEP 517/660 build backend in one file, standard library only: editable, path and git installs of
 # a user's own project without any index (uv builds it from the project folder itself).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comfylock.cli import main
+from comfylock.cli.main import main
 
 NODES = {
     "ComfyUI-KJNodes": {"requirements.txt": "numpy\n"},

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from comfylock.cli import main
-from comfylock.lock import read_lock
+from comfylock.cli.main import main
+from comfylock.lockfile.lock import read_lock
 
 # Running this would leave a marker file: the tests check it never appears.
 INSTALL_PY = """\

@@ -10,10 +10,10 @@ from helpers import installed
 from standin_comfyui import install_standin
 from wheels import make_wheel
 
-from comfylock import _verify
-from comfylock._verify_state import regressions
-from comfylock.cli import main
-from comfylock.lock import Change
+from comfylock.cli.main import main
+from comfylock.lockfile.lock import Change
+from comfylock.verify import loader as _verify
+from comfylock.verify.state import regressions
 
 # --- the log, parsed (pure) ----------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from comfylock import workspace
 from comfylock._exceptions import WorkspaceError
-from comfylock.workspace import (
+from comfylock.workspace import layout as workspace
+from comfylock.workspace.layout import (
     Node,
     find_comfyui,
     find_nodes,

@@ -1,0 +1,1 @@
+"""The command line: parse arguments, call comfylock.api, render what it returns."""

@@ -1,0 +1,1 @@
+"""What comfylock.api's commands do, one module per command family, over the stages above."""

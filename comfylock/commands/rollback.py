@@ -1,0 +1,112 @@
+"""Where a rollback leaves things: which history entry the environment is at because of one, and the
+entry written as the lock (`comfylock rollback --write-lock`) when the user wants to keep that state."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from comfylock._exceptions import InputError
+from comfylock.commands.context import command
+from comfylock.environment import history, sync
+from comfylock.lockfile import lock as lockfile
+from comfylock.lockfile.lock import Lock, read_lock
+
+if TYPE_CHECKING:
+    from comfylock.api import Context, SyncResult
+
+_ROLLBACK = re.compile(r"rollback to (\d+)")
+
+
+def rolled_back_to(user_dir: Path, installed: Mapping[str, str]) -> history.Entry | None:
+    """The entry N the environment matches because the last recorded change was `rollback to N`."""
+    last = history.newest(user_dir)
+    m = _ROLLBACK.fullmatch(last.trigger) if last is not None else None
+    if m is None:
+        return None
+    try:
+        entry = history.get(user_dir, int(m.group(1)))
+        the_lock = read_lock(entry.path)
+    except InputError:  # a damaged or missing entry says nothing
+        return None
+    return entry if sync.plan(the_lock, installed).is_noop else None
+
+
+def entry_as_lock(entry: history.Entry) -> Lock:
+    """History entry `entry` as the lock: its pins and index options, the target it was recorded for,
+    and a header line saying where it came from. It has no fingerprint, so the next `compile` resolves
+    again, keeping these pins wherever the requirements allow."""
+    e = read_lock(entry.path)
+    from comfylock import __version__
+
+    meta = {k: v for k, v in e.meta.items() if not k.startswith("history-") and k != "fingerprint"}
+    meta["comfylock"] = __version__
+    note = (
+        f"written from history entry {entry.id} ({entry.time}) by `comfylock rollback --write-lock`; "
+        "`comfylock compile` adds who asks for each package, keeping these pins where it can"
+    )
+    return replace(e, meta=meta, lists={"warning": (note,)}, intact=True, sha_line=None)
+
+
+@dataclass(frozen=True)
+class RollbackInfo:
+    """What a rollback undoes: the change recorded after history entry `entry`, and any later ones."""
+
+    entry: history.Entry  # the state returned to; its trigger is the change that followed it
+    later: int  # changes recorded after that one, undone too
+    installed: int  # packages in the environment now
+    lock_written: Path | None = None  # --write-lock: the lock file the entry was written to
+
+
+@command
+def rollback(
+    ctx: Context,
+    *,
+    to: int | None = None,
+    dry_run: bool = False,
+    write_lock: bool = False,
+    announce: Callable[[RollbackInfo, sync.SyncPlan], None] | None = None,
+    verify: bool | None = None,
+) -> SyncResult:
+    """Sync a history entry (default: the state before the last sync). Offline first: uv's cache
+    holds what was installed before, so a rollback needs no network unless the cache was cleaned;
+    either way it is one operation and records one history entry.
+
+    `announce` is called with what will be undone and the plan, before anything changes. `write_lock`:
+    the entry also becomes the lock file (written only once the environment matches it). Verified as a
+    sync is (`verify`; a rollback that breaks a node is undone too)."""
+    from comfylock.api import sync_env
+
+    entry = history.get(ctx.ws.user_dir, to)
+    later = history.count_after(ctx.ws.user_dir, entry.id)
+    infos: list[RollbackInfo] = []
+
+    def planned(plan: sync.SyncPlan, installed: int) -> None:  # inside sync_env: one probe, one plan
+        infos.append(RollbackInfo(entry, later, installed))
+        if announce is not None:
+            announce(infos[-1], plan)
+
+    done = sync_env(
+        ctx,
+        lock_file=entry.path,
+        dry_run=dry_run,
+        offline_first=True,
+        trigger=f"rollback to {entry.id}",
+        announce=planned,
+        verify=verify,
+    )
+    info = infos[-1]
+    if write_lock and not dry_run:
+        lockfile.write_lock(ctx.lock_path, entry_as_lock(entry))
+        info = replace(info, lock_written=ctx.lock_path)
+    return replace(done, rollback=info)
+
+
+def rolled_back(ctx: Context) -> history.Entry | None:
+    """The history entry the environment is at because of the last rollback, or None (the last change
+    was no rollback, or the environment moved since)."""
+    installed = ctx.probe.read().installed
+    return rolled_back_to(ctx.ws.user_dir, installed)
