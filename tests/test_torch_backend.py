@@ -168,7 +168,7 @@ def test_a_large_sync_says_how_much_and_cuda_on_a_machine_without_gpu_is_warned(
     assert main(["sync", *args]) == 0
     out = capsys.readouterr().out
     assert "note: this sync downloads about" in out and "largest: nvidia-cublas-cu12" in out
-    assert "1 CUDA packages are about to be installed on a machine with no NVIDIA GPU" in out
+    assert "1 CUDA package is about to be installed on a machine with no NVIDIA GPU" in out
     assert out.index("note: this sync") < out.index("sync: changed")  # said before, not after
 
 
@@ -179,6 +179,8 @@ def test_cuda_warning_and_wheel_choice_are_pure():
     changes = [Change("torch", None, "2.5.1+cu124"), Change("numpy", None, "2.1.0")]
     assert "torch 2.5.1+cu124" in (cuda_warning(changes, has_nvidia=False) or "")
     assert cuda_warning(changes, has_nvidia=True) is None
+    # NVML's bindings are no CUDA library: installed on any machine, never warned about
+    assert cuda_warning([Change("nvidia-ml-py", None, "13.615.71")], has_nvidia=False) is None
     files = [
         ("torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl", 900),
         ("torch-2.5.1-cp311-cp311-win_amd64.whl", 500),

@@ -22,7 +22,9 @@ from comfylock._names import canon
 from comfylock.lockfile.lock import Change
 
 THRESHOLD = 300 * 1024 * 1024  # say it above this many bytes
-_CUDA = re.compile(r"nvidia-.*|.*-cu\d+")
+# CUDA libraries (nvidia-cublas-cu12, nvidia-cudnn-cu12...), not the small NVIDIA tools (nvidia-ml-py:
+# NVML bindings that ComfyUI-Manager and monitors use on any machine).
+_CUDA = re.compile(r"nvidia-(?!ml-py|pyindex).*|.*-cu\d+")
 # Packages whose wheels run to hundreds of MB (or add up to that): the only ones asked of a remote index.
 LARGE = re.compile(
     r"torch|torchvision|torchaudio|triton(-windows)?|xformers|nvidia-.*|cupy.*|tensorflow.*|jaxlib|"
@@ -47,9 +49,12 @@ def cuda_warning(changes: Iterable[Change], has_nvidia: bool) -> str | None:
     if not found:
         return None
     more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    torch_build = any(re.match(r"torch\w* \S+\+cu", f) or f.startswith("nvidia-") for f in found)
+    hint = "compile with --torch-backend cpu for the CPU build" if torch_build else "they need an NVIDIA GPU"
+    what = "CUDA package is" if len(found) == 1 else "CUDA packages are"
     return (
-        f"{len(found)} CUDA packages are about to be installed on a machine with no NVIDIA GPU "
-        f"({', '.join(found[:3])}{more}); compile with --torch-backend cpu for the CPU build"
+        f"{len(found)} {what} about to be installed on a machine with no NVIDIA GPU "
+        f"({', '.join(found[:3])}{more}); {hint}"
     )
 
 
