@@ -216,3 +216,26 @@ def test_the_default_backend_can_come_from_the_environment(comfy, venv, torch_se
     assert read_lock(root / "comfylock.lock").by_name()["torch"].version == "2.5.1+cpu"
     monkeypatch.setenv(tb.BACKEND_ENV, "cuda-please")
     assert compile_(root, venv, torch_setup, "--upgrade") == 2
+
+
+def test_check_without_the_compile_record_agrees_with_a_fallen_back_choice(
+    comfy, venv, torch_setup, monkeypatch, capsys
+):
+    """`check` never asks the torch index whether it answers: it keeps the lock's own choice (here
+    PyPI's, after cu128 could not be reached), so it does not call the lock stale when compile would
+    say up to date, even with the compile record gone."""
+    monkeypatch.setenv(tb.TEST_ENV, "nvidia:12.8")
+    root = comfy("torch\n")
+    base, empty, plain = torch_setup
+    cfg = root / "user" / "comfylock" / "config.toml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    # The index in config.toml: without the compile record, check knows no command-line option
+    cfg.write_text(f"torch-index = {base!r}\n[index]\nindex-url = {empty!r}\nfind-links = [{str(plain)!r}]\n")
+    where = ["--comfyui", str(root), "--python", str(venv)]
+    assert main(["compile", *where]) == 0
+    assert read_lock(root / "comfylock.lock").meta["torch-backend"] == "pypi"
+    assert main(["sync", *where, "--no-verify"]) == 0
+    (root / "user" / "comfylock" / ".compile-cache.json").unlink()
+    capsys.readouterr()
+    assert main(["check", *where]) == 0
+    assert "stale" not in capsys.readouterr().out

@@ -226,10 +226,14 @@ def for_compile(
 ) -> Choice | None:
     """choose(), made sticky: once a lock's chosen build is installed (the environment's torch is the
     lock's pin), the next compile keeps that choice and its index, so compiling after the sync gives
-    the same lock (without this the torch index would leave the inputs and the lock would change)."""
+    the same lock (without this the torch index would leave the inputs and the lock would change).
+    Offline, the previous lock's choice is kept too."""
     kept = (previous_meta or {}).get("torch-backend")
     torch_now = installed.get("torch")
-    if kept and torch_now is not None and torch_now == previous_torch and _BACKEND.fullmatch(kept):
+    synced = torch_now is not None and torch_now == previous_torch
+    # Offline (and `check`, which never goes online) cannot ask whether the index answers: the lock's
+    # own choice stands, so both see the inputs the last compile saw.
+    if kept and _BACKEND.fullmatch(kept) and (synced or offline):
         return Choice(kept, index_url(torch_index, kept), "kept from the lock")
     return choose(requested, torch_index, names, installed, other_platform=other_platform, offline=offline)
 
