@@ -225,8 +225,14 @@ def test_check_without_the_compile_record_agrees_with_a_fallen_back_choice(
     PyPI's, after cu128 could not be reached), so it does not call the lock stale when compile would
     say up to date, even with the compile record gone."""
     monkeypatch.setenv(tb.TEST_ENV, "nvidia:12.8")
-    root = comfy("torch\n")
+    root = comfy("torch\nfilelock\n")
     base, empty, plain = torch_setup
+    # torch left out by the user's policy, as on a machine that installs it by other means: the
+    # environment never holds the lock's torch, so nothing but the lock remembers the choice
+    user = root / "user" / "comfylock"
+    user.mkdir(parents=True, exist_ok=True)
+    skip = {"torch": {"apply_first_match": [{"type": "skip", "reason": "installed by other means"}]}}
+    (user / "pip-policy.user.json").write_text(json.dumps(skip))
     cfg = root / "user" / "comfylock" / "config.toml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     # The index in config.toml: without the compile record, check knows no command-line option
