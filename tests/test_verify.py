@@ -284,3 +284,23 @@ def test_bad_verify_settings_are_refused_in_one_line(comfy, venv, wheels, capsys
         assert cli(root, venv, wheels, "verify") == 2
         err = capsys.readouterr().err
         assert "config.toml" in err and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_after_an_automatic_rollback_check_says_so_and_rollback_never_returns_to_the_broken_state(
+    comfy, venv, wheels, capsys
+):
+    """The state a sync left because a node stopped loading is a known-broken one: `check` explains
+    where the environment is, and a bare `rollback` undoes the last change still in effect (here the
+    first sync) instead of reinstalling what broke the node."""
+    root = first_sync(comfy, venv, wheels, capsys)
+    make_wheel(wheels, "gadget", "2.0", body=GADGET_2)
+    assert cli(root, venv, wheels, "compile", "-P", "gadget") == 0
+    assert cli(root, venv, wheels, "sync") == 1  # broken, undone by itself
+    capsys.readouterr()
+    assert cli(root, venv, wheels, "check") == 1
+    out = capsys.readouterr().out
+    assert "the last sync broke a custom node and was rolled back by itself" in out
+    assert cli(root, venv, wheels, "rollback", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "rollback to history entry 1:" in out and "automatic rollback" not in out.splitlines()[0]
+    assert installed(venv)["gadget"] == "1.0"

@@ -476,7 +476,13 @@ def _check(args: argparse.Namespace, out: Out) -> int:
     out(f"environment differs from {_display(ctx.lock_path)} in {len(p.changes)} packages:")
     for c in p.changes:
         out(f"  {words[c.kind]}: {c.name} (installed {c.old or '-'}, lock {c.new or '-'})")
-    if r.rolled_back is not None:
+    if r.rolled_back is not None and r.rolled_back_automatic:
+        out(
+            f"the environment is at history entry {r.rolled_back.id} ({r.rolled_back.time}): the last sync "
+            "broke a custom node and was rolled back by itself; pin or replace what broke it, then "
+            "`comfylock compile` and `comfylock sync` (`comfylock sync --no-verify` keeps the lock anyway)"
+        )
+    elif r.rolled_back is not None:
         n = r.rolled_back.id
         out(
             f"the environment is at history entry {n} ({r.rolled_back.time}) by a rollback: "

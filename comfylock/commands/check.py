@@ -37,13 +37,14 @@ class CheckReport:
     broken: tuple[inspect.Broken, ...] = ()  # real breakage only
     intended: tuple[Intended, ...] = ()  # what `uv pip check` calls broken because a policy chose so
     rolled_back: history.Entry | None = None  # the environment is at this entry by a rollback
+    rolled_back_automatic: bool = False  # ... made by a sync that broke a node (verify)
     unfinished: history.Pending | None = None  # a sync that did not finish (killed or failed)
 
 
 def check_report(ctx: Context) -> CheckReport:
     """check(), plus whether the lock is stale (as compile decides it) and what `uv pip check` finds
     broken, apart from what the lock's policies do on purpose."""
-    from comfylock.commands.rollback import rolled_back_to
+    from comfylock.commands.rollback import AUTOMATIC, rolled_back_to
     from comfylock.workspace.names import check_node_names
 
     ws = ctx.ws
@@ -65,7 +66,9 @@ def check_report(ctx: Context) -> CheckReport:
     found = inspect.parse_pip_check(resolve.pip_check(ws.python))
     broken, intended = split_broken(found, the_lock, target.installed)
     back = None if p.is_noop else rolled_back_to(ws.user_dir, target.installed)
-    return CheckReport(p, tuple(stale), tuple(broken), tuple(intended), back, unfinished)
+    last = history.newest(ws.user_dir) if back is not None else None
+    automatic = last is not None and last.trigger.startswith(AUTOMATIC)
+    return CheckReport(p, tuple(stale), tuple(broken), tuple(intended), back, automatic, unfinished)
 
 
 def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Stale]:

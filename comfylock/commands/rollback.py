@@ -18,11 +18,15 @@ from comfylock.lockfile.lock import Lock, read_lock
 if TYPE_CHECKING:
     from comfylock.api import Context, SyncResult
 
-_ROLLBACK = re.compile(r"rollback to (\d+)")
+_ROLLBACK = re.compile(r"(?:automatic )?rollback to (\d+)(?: \(.*\))?")
+# The trigger of the rollback a sync makes of itself when a node stops loading: the state recorded
+# before it (the one that broke the node) is never a bare `rollback`'s target.
+AUTOMATIC = "automatic rollback to "
 
 
 def rolled_back_to(user_dir: Path, installed: Mapping[str, str]) -> history.Entry | None:
-    """The entry N the environment matches because the last recorded change was `rollback to N`."""
+    """The entry N the environment matches because the last recorded change was `rollback to N` (or
+    the automatic rollback of a sync that broke a node)."""
     last = history.newest(user_dir)
     m = _ROLLBACK.fullmatch(last.trigger) if last is not None else None
     if m is None:
@@ -80,6 +84,8 @@ def rollback(
     sync is (`verify`; a rollback that breaks a node is undone too)."""
     from comfylock.api import sync_env
 
+    if to is None:
+        to = default_target(ctx)
     entry = history.get(ctx.ws.user_dir, to)
     later = history.count_after(ctx.ws.user_dir, entry.id)
     infos: list[RollbackInfo] = []
@@ -103,6 +109,24 @@ def rollback(
         lockfile.write_lock(ctx.lock_path, entry_as_lock(entry))
         info = replace(info, lock_written=ctx.lock_path)
     return replace(done, rollback=info)
+
+
+def default_target(ctx: Context) -> int | None:
+    """The entry a bare `rollback` returns to: the newest recorded state that differs from the
+    environment now (returning to the present state would change nothing, as after an automatic
+    rollback) and that no automatic rollback left because a node stopped loading in it. None: the
+    newest entry (history.get then says why it cannot be used)."""
+    from comfylock.environment import state
+
+    target = ctx.probe.read()
+    for e in history.newest_first(ctx.ws.user_dir):
+        if e.damaged:
+            return e.id  # refused by history.get, with the way to an older one: never skipped silently
+        if e.trigger.startswith(AUTOMATIC):
+            continue
+        if not state.plan(read_lock(e.path), target, None).is_noop:
+            return e.id
+    return None
 
 
 def rolled_back(ctx: Context) -> history.Entry | None:

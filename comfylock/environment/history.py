@@ -7,7 +7,7 @@ before a sync changed it. Rolling back is syncing an entry: the same code path a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +103,12 @@ def _entry(number: int, path: Path) -> Entry:
 def count_after(user_dir: Path, entry_id: int) -> int:
     """How many entries were recorded after `entry_id` (from file names alone)."""
     return sum(1 for n, _ in _ids(user_dir) if n > entry_id)
+
+
+def newest_first(user_dir: Path) -> Iterator[Entry]:
+    """Entries, newest first, each read only when asked for (a rollback looks at the last few)."""
+    for n, path in reversed(_ids(user_dir)):
+        yield _entry(n, path)
 
 
 def newest(user_dir: Path) -> Entry | None:
