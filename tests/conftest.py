@@ -17,7 +17,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["UV_NO_CONFIG"] = "1"
     os.environ["UV_PYTHON_DOWNLOADS"] = "never"
     # A target without torch would have its build chosen from the PyTorch index (a network check);
-    # hermetic tests take PyPI's unless they test that choice (tests/test_torch_backend.py).
+    # hermetic tests take PyPI's unless they test that choice (tests/resolve/test_torch_backend.py).
     os.environ["COMFYLOCK_TORCH_BACKEND"] = "pypi"
     os.environ.pop("VIRTUAL_ENV", None)
     os.environ.pop("COMFYUI_PATH", None)

@@ -1,5 +1,5 @@
 """Every command through comfylock.api: typed results, one place for the lock path and index options,
-writes under the workspace lock, each fast path behind its one object, the sync transaction."""
+writes under the workspace lock, each fast path behind its one object."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ import pytest
 from helpers import age, run
 
 from comfylock import api
-from comfylock._exceptions import ResolutionError, UvError, WriteError
-from comfylock.environment import history
-from comfylock.environment import transaction as _synctxn
+from comfylock._exceptions import ResolutionError, WriteError
 from comfylock.lockfile.lock import read_lock
 from comfylock.resolve import quick
 from comfylock.workspace.layout import Workspace, open_workspace
@@ -150,26 +148,6 @@ def test_no_op_check_refuses_its_steps_out_of_order(tmp_path):
         check.before_resolve([])
 
 
-def test_sync_transaction(tmp_path):
-    user = tmp_path / "user"
-    kw = {"trigger": "sync x", "target": {}, "changing": ["alpha"], "unfinished": None}
-    with _synctxn.recorded(user, ["alpha==1.0"], [], unchanged=lambda: True, **kw) as entry:
-        assert history.pending(user) == history.Pending(entry.id, ("alpha",))  # under way
-    assert history.pending(user) is None and history.entries(user)[-1].packages == 1
-    with pytest.raises(UvError, match=r"history entry 2; `comfylock rollback --to 2`"):
-        with _synctxn.recorded(user, [], [], unchanged=lambda: True, **kw):
-            raise UvError("uv failed")
-    assert history.pending(user) is None  # uv changed nothing: nothing to repair
-    with pytest.raises(UvError):
-        with _synctxn.recorded(user, [], [], unchanged=lambda: False, **kw):
-            raise UvError("uv failed half-way")
-    assert history.pending(user) == history.Pending(3, ("alpha",))  # the next sync repairs it
-    with pytest.raises(KeyboardInterrupt):
-        with _synctxn.recorded(user, [], [], unchanged=lambda: True, **{**kw, "changing": ["beta"]}):
-            raise KeyboardInterrupt
-    assert history.pending(user) == history.Pending(3, ("alpha", "beta"))
-
-
 def test_errors_declare_their_fields():
     e = ResolutionError("no solution", explanation="because")
     assert e.attribution is None and e.involved == ()
@@ -177,14 +155,3 @@ def test_errors_declare_their_fields():
     from comfylock._exceptions import ComfylockError
 
     assert issubclass(WriteError, ComfylockError) and _fs.WriteError is WriteError
-
-
-def test_protected_comes_from_comfylocks_own_metadata():
-    import importlib.metadata as md
-    import re
-
-    from comfylock.environment.sync import PROTECTED
-
-    needs = [r for r in md.requires("comfylock") or [] if "extra ==" not in r]
-    names = {re.split(r"[\s\[(;<>=!~]", r, maxsplit=1)[0].lower().replace("_", "-") for r in needs}
-    assert PROTECTED == {"comfylock", "pip", "setuptools", "wheel", *names}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import install, installed, run
+from helpers import installed, run
 from wheels import make_wheel
 
 from comfylock.cli.main import main
@@ -149,17 +149,6 @@ def test_user_requirements_add_remove(comfy, venv, index):
     assert "tqdm" not in read_lock(root / "comfylock.lock").by_name()
 
 
-def test_sync_into_another_environment_is_exact_for_comfylocks_own_dependencies(comfy, venv, index):
-    # comfylock does not run from `venv`: its never-remove list does not apply there (the other side,
-    # where it does, is in test_trust_sync.py)
-    make_wheel(index.parent / "extra", "packaging", "24.0")
-    install(venv, index.parent / "extra", "packaging==24.0")
-    root = comfy("tqdm\n")
-    assert run(root, venv, index, "compile") == 0
-    assert run(root, venv, index, "sync") == 0
-    assert installed(venv) == {"tqdm": "4.66.0"}
-
-
 @pytest.mark.parametrize("missing", ["lock", "history"])
 def test_missing_lock_or_history_exit_2(comfy, venv, index, capsys, missing):
     root = comfy("tqdm\n")
@@ -185,47 +174,3 @@ def test_relative_find_links_are_anchored_where_they_were_given(comfy, venv, ind
     (root / "comfylock.lock").unlink()
     assert main(["compile", "--comfyui", str(root), "--python", str(venv)]) == 0
     assert f"--find-links {config.parent / 'local-wheels'}" in read_lock(root / "comfylock.lock").options
-
-
-def test_sync_replaces_a_build_that_differs_only_in_its_local_label(comfy, venv, tmp_path):
-    """uv counts torch 2.5.1+cu124 as satisfying torch==2.5.1 and would keep it: sync forces that one
-    package (and only such packages: a plain version change needs no forcing)."""
-    cpu, cuda = tmp_path / "cpu", tmp_path / "cuda"
-    make_wheel(cpu, "torch", "2.5.1")
-    make_wheel(cpu, "tqdm", "4.66.0")
-    make_wheel(cpu, "tqdm", "4.67.0")
-    make_wheel(cuda, "torch", "2.5.1+cu124")
-    install(venv, cuda, "torch==2.5.1+cu124")
-    install(venv, cpu, "tqdm==4.66.0")
-    root = comfy("torch==2.5.1\ntqdm==4.67.0\n", {})
-    base = ["--comfyui", str(root), "--python", str(venv)]
-    assert main(["compile", *base, "--no-default-policy", "--no-index", "--find-links", str(cpu)]) == 0
-    from comfylock import api
-    from comfylock.environment import sync
-
-    ctx = api.Context.open(root, python=venv)
-    plan = api.sync_env(ctx, dry_run=True).plan
-    assert plan.reinstall == ("torch",) and {c.name for c in plan.changes} == {"torch", "tqdm"}
-    assert main(["sync", *base]) == 0
-    assert installed(venv)["torch"] == "2.5.1" and installed(venv)["tqdm"] == "4.67.0"
-    assert sync.plan(read_lock(root / "comfylock.lock"), {"torch": "2.5.1"}).reinstall == ()
-
-
-def test_damaged_history_entry_is_listed_as_such_and_refused(comfy, venv, index, capsys):
-    root = comfy("numpy\n")
-    assert run(root, venv, index, "compile") == 0
-    assert run(root, venv, index, "sync") == 0
-    (root / "requirements.txt").write_text("numpy<2\n")
-    assert run(root, venv, index, "compile") == 0
-    assert run(root, venv, index, "sync") == 0
-    newest = root / "user" / "comfylock" / "history" / "0002.lock"
-    newest.write_text(newest.read_text().replace("numpy==2.1.0", "numpy==9.9"))  # body hash now wrong
-    capsys.readouterr()
-    assert run(root, venv, index, "history") == 0
-    out = capsys.readouterr().out
-    assert "damaged: its pins do not match" in out and "   1  " in out
-    assert run(root, venv, index, "rollback") == 2
-    err = capsys.readouterr().err
-    assert "history entry 2 cannot be read" in err and "--to 1" in err
-    assert run(root, venv, index, "rollback", "--to", "1") == 0
-    assert installed(venv) == {}  # entry 1: the empty environment before the first sync

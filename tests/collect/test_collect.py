@@ -23,7 +23,7 @@ from comfylock.collect.gather import (
 )
 from comfylock.workspace.layout import Node, Workspace
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 
 
 def write(path: Path, content: str | bytes) -> Path:

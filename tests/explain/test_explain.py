@@ -345,7 +345,7 @@ def test_missing_package_blames_the_one_node(comfy, venv, index):
 
 # --- the real corpus with PyPI -------------------------------------------------------------------
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "ComfyUI"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "ComfyUI"
 
 
 @pytest.mark.pypi
