@@ -26,13 +26,14 @@ from comfylock.environment import history, sync, transaction
 # imported inside the functions that use them, the other commands' modules on first use (__getattr__,
 # at the end): a no-op `sync` at every ComfyUI start needs none.
 from comfylock.environment import state as _envstate
+from comfylock.environment.target import Target
 from comfylock.lockfile import export, lock
 from comfylock.lockfile.lock import Change, Lock
 from comfylock.resolve import quick as _quick
 from comfylock.resolve import uv as resolve
-from comfylock.resolve.uv import IndexOptions
+from comfylock.resolve.index import IndexOptions
 from comfylock.workspace.config import Config
-from comfylock.workspace.layout import Target, Workspace
+from comfylock.workspace.layout import Workspace
 
 if TYPE_CHECKING:
     from comfylock.collect import gather as collect

@@ -21,6 +21,7 @@ from comfylock import api
 from comfylock._exceptions import InputError, LockFileError
 from comfylock.cli.main import main
 from comfylock.environment import sync
+from comfylock.environment.target import Target
 from comfylock.lockfile.export import (
     check_pylock_name,
     check_target,
@@ -32,8 +33,7 @@ from comfylock.lockfile.export import (
     read_pylock,
 )
 from comfylock.lockfile.lock import Lock, Pin, Request, read_lock
-from comfylock.resolve.uv import IndexOptions
-from comfylock.workspace.layout import Target
+from comfylock.resolve.index import IndexOptions
 
 TREE = {
     "NodeA": {"requirements.txt": "numpy<2\nscipy\n"},

@@ -17,8 +17,8 @@ from helpers import STANDARD, installed
 from wheels import make_index
 
 from comfylock.cli.main import main
+from comfylock.environment.probe import _nvidia_driver_present
 from comfylock.lockfile.lock import parse_lock, read_lock
-from comfylock.workspace.layout import _nvidia_driver_present
 
 # The torch stack: the default policy pins whichever of them is installed, through one entry per package.
 TORCH = {

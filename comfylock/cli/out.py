@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from comfylock.api import Context
-    from comfylock.resolve.uv import IndexOptions
+    from comfylock.resolve.index import IndexOptions
 
 
 class Out:

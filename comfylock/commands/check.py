@@ -11,12 +11,14 @@ from comfylock._exceptions import ComfylockError
 from comfylock.api import _collect
 from comfylock.commands.context import Context
 from comfylock.environment import history, state, sync
+from comfylock.environment.target import Target
 from comfylock.explain import inspect
 from comfylock.lockfile import export
 from comfylock.lockfile.lock import Lock
 from comfylock.resolve import quick, request
 from comfylock.resolve import uv as resolve
 from comfylock.resolve.fingerprint import policy_names
+from comfylock.resolve.index import IndexOptions
 from comfylock.resolve.stale import (
     Intended,
     explain,
@@ -26,8 +28,6 @@ from comfylock.resolve.stale import (
     torch_choice_for,
 )
 from comfylock.resolve.torch_backend import asked
-from comfylock.resolve.uv import IndexOptions
-from comfylock.workspace.layout import Target
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from comfylock.resolve.uv import IndexOptions
+from comfylock.environment.probe import probe_target, remember
+from comfylock.environment.target import Target
+from comfylock.resolve.index import IndexOptions
 from comfylock.workspace.config import Config, load_config
 from comfylock.workspace.filelock import locked
-from comfylock.workspace.layout import Target, Workspace, open_workspace, probe_target, remember
+from comfylock.workspace.layout import Workspace, open_workspace
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

@@ -18,7 +18,7 @@ from comfylock._fs import atomic_write
 from comfylock.commands.context import Context, command, lock_path
 from comfylock.lockfile import export
 from comfylock.lockfile.lock import pin_versions, read_lock
-from comfylock.resolve.uv import IndexOptions
+from comfylock.resolve.index import IndexOptions
 
 if TYPE_CHECKING:
     from comfylock.explain import inspect

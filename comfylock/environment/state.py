@@ -7,9 +7,9 @@ from pathlib import Path
 
 from comfylock._exceptions import InputError
 from comfylock.environment import history, sync
+from comfylock.environment.target import Target
 from comfylock.lockfile.lock import Lock, pin_name
 from comfylock.resolve import uv as resolve
-from comfylock.workspace.layout import Target
 
 
 def freeze(target: Target) -> list[str]:

@@ -17,7 +17,7 @@ from comfylock._names import canon
 from comfylock.environment import owndeps
 from comfylock.lockfile.lock import Change, Lock, format_body
 from comfylock.resolve import uv as resolve
-from comfylock.resolve.uv import IndexOptions
+from comfylock.resolve.index import IndexOptions
 
 # plan()'s default for what is never removed: comfylock, what it needs to run (from its own metadata)
 # and pip, setuptools, wheel. api passes owndeps.keep(target) instead: comfylock's own requirements are

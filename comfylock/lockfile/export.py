@@ -21,11 +21,11 @@ from comfylock._exceptions import InputError, LockFileError, UvError
 from comfylock._fs import BIG_BYTES, atomic_write, read_bytes
 from comfylock._names import canon
 from comfylock._redact import strip_text
+from comfylock.environment.target import Target
 from comfylock.lockfile.lock import FORMAT_VERSION, Lock, Pin, Request, format_body, read_lock
 from comfylock.resolve import uv as resolve
-from comfylock.resolve.uv import IndexOptions
+from comfylock.resolve.index import IndexOptions
 from comfylock.workspace.config import toml
-from comfylock.workspace.layout import Target
 
 _EMPTY_PYLOCK = 'lock-version = "1.0"\ncreated-by = "comfylock"\npackages = []\n'
 FORMATS = ("pylock", "requirements", "manager-snapshot")

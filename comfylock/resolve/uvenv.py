@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import tempfile
 
-    from comfylock.resolve.uv import IndexOptions
+    from comfylock.resolve.index import IndexOptions
 
 # How uv works, not what it resolves: kept as the user set them.
 KEPT = frozenset(
