@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comfylock._exceptions import ComfylockError
-from comfylock.api import _collect
+from comfylock.commands.compile import collect_requirements
 from comfylock.commands.context import Context
 from comfylock.environment import history, state, sync
 from comfylock.environment.target import Target
@@ -88,7 +88,7 @@ def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Sta
         python_version = the_lock.meta.get("target-python-version")
         python_platform = the_lock.meta.get("target-python-platform")
         backend = asked(None, cfg.torch_backend)
-    coll = _collect(ctx, skip, keep_going=True)
+    coll = collect_requirements(ctx, skip, keep_going=True)
     choice = torch_choice_for(backend, cfg, coll, target, the_lock, python_platform, offline=True)
     if choice is not None and choice.url:
         index = index.plus([choice.url])
