@@ -22,17 +22,9 @@ from comfylock._exceptions import InputError, LockFileError
 from comfylock.cli.main import main
 from comfylock.environment import sync
 from comfylock.environment.target import Target
-from comfylock.lockfile.export import (
-    check_pylock_name,
-    check_target,
-    default_pylock_path,
-    export_pylock,
-    export_requirements,
-    platform_of,
-    read_any,
-    read_pylock,
-)
+from comfylock.lockfile.export import check_target, export_requirements, platform_of, read_any
 from comfylock.lockfile.lock import Lock, Pin, Request, read_lock
+from comfylock.lockfile.pylock import check_pylock_name, default_pylock_path, export_pylock, read_pylock
 from comfylock.resolve.index import IndexOptions
 
 TREE = {
