@@ -1,6 +1,6 @@
 """The command line: parse arguments, call the API, print what it returns, pick the exit code.
 
-Every module a command needs is imported inside its handler (here and in the _cli_* area modules):
+Every module a command needs is imported inside its handler (here and in the cli area modules):
 `comfylock --version` and the no-op `sync` at every ComfyUI start import only what they use."""
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ The CLI chooses the mode once (`configure`); the stages only announce steps (`st
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,8 +86,6 @@ def step(text: str, total: int = 0, *, uv_draws: bool = False) -> Iterator[None]
         _write(f"comfylock: {text}\n")
         yield
         return
-    import threading
-
     stop = threading.Event()
 
     def redraw() -> None:
@@ -134,8 +134,6 @@ def _erase() -> None:
 
 
 def _columns() -> int:
-    import shutil
-
     return shutil.get_terminal_size((80, 24)).columns
 
 

@@ -1,9 +1,9 @@
 """`compile`: resolve core + nodes + the user's requirements at once and write the lock, unless the
 no-op check finds nothing that decides the result changed. `comfylock.api` exports it.
 
-Collect, policy, the fingerprint, conflict explanation and duplicate imports are imported inside the
-functions that use them: `comfylock.api` imports this module, and a no-op `sync` at every ComfyUI
-start needs none of them.
+The stages only a compile needs (collect, policy, the fingerprint, settling, conflict explanation,
+duplicate imports) are imported inside the functions that use them: `comfylock.api` imports this
+module, and a no-op `sync` at every ComfyUI start needs none of them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from comfylock._exceptions import InputError, LockFileError
 from comfylock.commands.context import Context, command, env_warnings
+from comfylock.environment.owndeps import blame, moved
 from comfylock.environment.target import Target
 from comfylock.lockfile import lock
 from comfylock.lockfile.lock import Change, Lock
@@ -222,8 +223,6 @@ def compile(  # noqa: A001 - the command's name
         python_platform,
         list(settled.warnings),
     )
-    from comfylock.environment.owndeps import blame, moved
-
     # A downgraded uv or packaging in the environment comfylock runs from breaks it. A lock made for
     # another Python or platform is not for here (sync refuses it here all the same).
     bad = [] if python_version or python_platform else moved(new, target)

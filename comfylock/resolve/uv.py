@@ -7,6 +7,7 @@ wrote into a private temp folder or took from the workspace, never text from a n
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from comfylock.resolve import uvtext
 from comfylock.resolve.index import IndexOptions
 from comfylock.resolve.types import Resolved, ResolveRequest
 from comfylock.resolve.uvenv import Here as _Here
+from comfylock.resolve.uvenv import child_env
 from comfylock.resolve.uvenv import scratch as _tempdir
 
 if TYPE_CHECKING:
@@ -39,8 +41,6 @@ def uv_version() -> str:
     # The binary is the one the `uv` package ships, so the version in its dist-info folder's name is
     # the binary's, without a subprocess (`uv --version`) or importlib.metadata (~15 ms): a no-op
     # compile must stay far below uv's own time.
-    import importlib.util
-
     spec = importlib.util.find_spec("uv")
     for folder in (spec.submodule_search_locations or []) if spec else []:
         try:
@@ -67,8 +67,6 @@ def run_uv(
     """Run uv with `args`; `index` reaches it through its environment (never argv, see _uvenv).
     `show`: its stderr (progress bars, what it installs) goes to the user's terminal as it comes
     instead of being captured, so `proc.stderr` is None."""
-    from comfylock.resolve.uvenv import child_env
-
     full_env, extra = child_env(os.environ if env is None else env, index)
     cmd = [uv_bin(), *args, *extra, *(_progress.uv_args() if show else ())]
     if not show:
