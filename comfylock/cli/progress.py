@@ -12,7 +12,6 @@ The CLI chooses the mode once (`configure`); the stages only announce steps (`st
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import threading
 import time
@@ -134,6 +133,8 @@ def _erase() -> None:
 
 
 def _columns() -> int:
+    import shutil  # here: importing comfylock.api must not pay for its compression modules
+
     return shutil.get_terminal_size((80, 24)).columns
 
 

@@ -1,13 +1,13 @@
 """Run the target interpreter once (or reuse its cached answer) and read what it says into a Target.
 
-`subprocess` is imported inside probe_target: a cached answer needs none, and a no-op sync runs at every
-ComfyUI start.
+`subprocess` and `shutil` are imported inside the functions that use them: a cached answer needs no
+subprocess (a no-op sync runs at every ComfyUI start), and importing comfylock.api must not pay for
+shutil's compression modules.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ def gpu_available(torch_version: str | None, nvidia_driver: bool) -> bool:
 
 def _nvidia_driver_present() -> bool:
     # Checked in comfylock's own process: the driver belongs to the machine, not to the target venv.
+    import shutil
+
     return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,6 +246,8 @@ def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> l
             if whole and all(os.path.lexists(info.parent / rel) for rel in listed):
                 continue  # whole: uv uninstalls or reinstalls it itself
             _remove_listed(info.parent, listed)
+            import shutil  # here: importing comfylock.api must not pay for its compression modules
+
             shutil.rmtree(info, ignore_errors=True)
             removed.append(info)
     return removed
