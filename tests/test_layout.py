@@ -131,6 +131,9 @@ def test_no_import_loop_at_module_level() -> None:
 def test_value_types_import_nothing_of_comfylocks() -> None:
     for leaf in LEAVES:
         assert _imports(leaf, _tree(leaf), top_only=False) == set(), leaf
+    # What a resolution is asked and answers: built on IndexOptions alone.
+    types = "comfylock.resolve.types"
+    assert _imports(types, _tree(types), top_only=False) <= set(LEAVES)
 
 
 def test_the_standalone_scan_spells_names_as_comfylock_does() -> None:
