@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,8 +87,6 @@ class _Flusher:
     """fsyncs, in a thread, the files written inside flushed_behind() (descriptors kept open)."""
 
     def __init__(self) -> None:
-        import threading
-
         self.items: list[tuple[int, Path]] = []
         self.closed = False
         self.cond = threading.Condition()

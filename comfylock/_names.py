@@ -1,17 +1,29 @@
 """Names as the readers of a lock and of uv's messages compare them: canonical package names, the names a
-line of free text mentions, and a requirement file as a `requested by` line records it."""
+line of free text mentions, and a requirement file as a `requested by` line records it.
+
+Imports nothing of comfylock's. environment/scan.py spells `canonical` and NORMAL_VERSION once more,
+because its source is run inside the target interpreter as it is (see probe_script); tests/test_layout.py
+checks that both spell them alike."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from comfylock.environment.scan import canonical
-
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-# PEP 503's normal form. Not packaging's canonicalize_name: the no-op sync path (every ComfyUI start)
-# must not pay packaging's import cost. The probe script carries the same function into the target.
-canon = canonical
+_SEPARATORS = re.compile(r"[-_.]+")
+# PEP 440's normal form, as installers name a .dist-info folder and uv writes a pin. [0-9], not \d:
+# packaging refuses digits other than ASCII ones.
+NORMAL_VERSION = re.compile(
+    "(?:[0-9]+!)?[0-9]+(?:[.][0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:[.]post[0-9]+)?(?:[.]dev[0-9]+)?"
+    "(?:[+][a-z0-9]+(?:[.][a-z0-9]+)*)?"
+)
+
+
+def canon(name: str) -> str:
+    """PEP 503's normal form. Not packaging's canonicalize_name: the no-op sync path (every ComfyUI
+    start) must not pay packaging's import cost."""
+    return _SEPARATORS.sub("-", name).lower()
 
 
 def req_name(text: str) -> str | None:

@@ -9,7 +9,7 @@ from helpers import installed
 from comfylock import api
 from comfylock.environment import history, sync
 from comfylock.lockfile import lock
-from comfylock.resolve.uv import IndexOptions
+from comfylock.resolve.index import IndexOptions
 
 
 def test_whole_flow_through_the_api(comfy, venv, index):

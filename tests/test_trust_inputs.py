@@ -26,10 +26,10 @@ from wheels import make_wheel
 from comfylock import api
 from comfylock.cli.main import main
 from comfylock.environment import probecache
+from comfylock.environment.probe import probe_target, remember
 from comfylock.lockfile.lock import read_lock
 from comfylock.resolve import uv as resolve
 from comfylock.resolve import uvenv
-from comfylock.workspace.layout import probe_target, remember
 
 POSIX = pytest.mark.skipif(os.name == "nt", reason="needs a POSIX file system")
 LINUX_PROC = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")

@@ -1,6 +1,7 @@
 """What every command of the CLI shares: where it prints (`Out`), the api.Context its arguments
-name, the index options given on its command line, and how a path is shown. A leaf: cli.py and the
-area modules (_cli_inspect, _cli_policy, _cli_export) import it, it imports none of them."""
+name, the index options given on its command line, and how a path is shown. A leaf: cli.main and the
+area modules (cli.inspect, cli.policy, cli.export, cli.render) import it, it imports none of them.
+`comfylock --version` imports it, so what else it needs is imported inside the functions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from comfylock.api import Context
-    from comfylock.resolve.uv import IndexOptions
+    from comfylock.resolve.index import IndexOptions
 
 
 class Out:

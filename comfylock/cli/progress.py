@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,8 +85,6 @@ def step(text: str, total: int = 0, *, uv_draws: bool = False) -> Iterator[None]
         _write(f"comfylock: {text}\n")
         yield
         return
-    import threading
-
     stop = threading.Event()
 
     def redraw() -> None:
@@ -134,7 +133,7 @@ def _erase() -> None:
 
 
 def _columns() -> int:
-    import shutil
+    import shutil  # here: importing comfylock.api must not pay for its compression modules
 
     return shutil.get_terminal_size((80, 24)).columns
 

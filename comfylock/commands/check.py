@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comfylock._exceptions import ComfylockError
-from comfylock.api import _collect
+from comfylock.commands.compile import collect_requirements
 from comfylock.commands.context import Context
 from comfylock.environment import history, state, sync
+from comfylock.environment.target import Target
 from comfylock.explain import inspect
 from comfylock.lockfile import export
 from comfylock.lockfile.lock import Lock
 from comfylock.resolve import quick, request
 from comfylock.resolve import uv as resolve
 from comfylock.resolve.fingerprint import policy_names
+from comfylock.resolve.index import IndexOptions
 from comfylock.resolve.stale import (
     Intended,
     explain,
@@ -26,8 +28,6 @@ from comfylock.resolve.stale import (
     torch_choice_for,
 )
 from comfylock.resolve.torch_backend import asked
-from comfylock.resolve.uv import IndexOptions
-from comfylock.workspace.layout import Target
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Sta
         python_version = the_lock.meta.get("target-python-version")
         python_platform = the_lock.meta.get("target-python-platform")
         backend = asked(None, cfg.torch_backend)
-    coll = _collect(ctx, skip, keep_going=True)
+    coll = collect_requirements(ctx, skip, keep_going=True)
     choice = torch_choice_for(backend, cfg, coll, target, the_lock, python_platform, offline=True)
     if choice is not None and choice.url:
         index = index.plus([choice.url])

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from comfylock.resolve.uv import IndexOptions
+from comfylock.environment.probe import probe_target, remember
+from comfylock.environment.target import Target
+from comfylock.resolve.index import IndexOptions
+from comfylock.resolve.uvenv import CONSUMED, ignored
 from comfylock.workspace.config import Config, load_config
 from comfylock.workspace.filelock import locked
-from comfylock.workspace.layout import Target, Workspace, open_workspace, probe_target, remember
+from comfylock.workspace.layout import Workspace, open_workspace
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -89,6 +92,16 @@ def command(fn: _F) -> _F:
         return result
 
     return locked(keeping)  # type: ignore[return-value]
+
+
+def env_warnings(index_from_env: bool = True) -> tuple[str, ...]:
+    """The user's UV_* variables uv will not see (see resolve.uvenv); uv's index variables too when the
+    command line or config.toml gave the index settings."""
+    unused = [] if index_from_env else sorted(k for k in CONSUMED if os.environ.get(k))
+    return (
+        *ignored(os.environ),
+        *(f"{k} is ignored: the index settings of the command line or config.toml win" for k in unused),
+    )
 
 
 def choose_lock(lock_file: str | os.PathLike[str] | None, default: Callable[[], Path]) -> Path:

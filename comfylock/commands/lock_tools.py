@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from comfylock._exceptions import InputError
 from comfylock._fs import atomic_write
 from comfylock.commands.context import Context, command, lock_path
-from comfylock.lockfile import export
+from comfylock.lockfile import export, pylock
 from comfylock.lockfile.lock import pin_versions, read_lock
-from comfylock.resolve.uv import IndexOptions
+from comfylock.resolve.index import IndexOptions
 
 if TYPE_CHECKING:
     from comfylock.explain import inspect
@@ -123,8 +123,8 @@ def export_lock(
         notes.append(f"{ctx.lock_path.name} was edited since comfylock wrote it")
     text: str | None = None
     if format == "pylock":
-        dest = Path(output).absolute() if output else export.default_pylock_path(ctx.lock_path)
-        result = export.export_pylock(
+        dest = Path(output).absolute() if output else pylock.default_pylock_path(ctx.lock_path)
+        result = pylock.export_pylock(
             the_lock, dest, python=ctx.ws.python, source=ctx.lock_path.name, cwd=ctx.ws.root
         )
         path: Path | None = result.path

@@ -7,16 +7,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from comfylock._exceptions import InputError
-from comfylock.commands.context import command
+from comfylock.commands.context import Context, command
+from comfylock.commands.sync import SyncResult, sync_env
 from comfylock.environment import history, sync
 from comfylock.lockfile import lock as lockfile
 from comfylock.lockfile.lock import Lock, read_lock
-
-if TYPE_CHECKING:
-    from comfylock.api import Context, SyncResult
 
 _ROLLBACK = re.compile(r"(?:automatic )?rollback to (\d+)(?: \(.*\))?")
 # The trigger of the rollback a sync makes of itself when a node stops loading: the state recorded
@@ -82,8 +79,6 @@ def rollback(
     `announce` is called with what will be undone and the plan, before anything changes. `write_lock`:
     the entry also becomes the lock file (written only once the environment matches it). Verified as a
     sync is (`verify`; a rollback that breaks a node is undone too)."""
-    from comfylock.api import sync_env
-
     if to is None:
         to = default_target(ctx)
     entry = history.get(ctx.ws.user_dir, to)

@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from comfylock._names import canon
+from comfylock.environment.target import Target
 from comfylock.lockfile.lock import Change
+from comfylock.resolve.index import IndexOptions
 
 THRESHOLD = 300 * 1024 * 1024  # say it above this many bytes
 # CUDA libraries (nvidia-cublas-cu12, nvidia-cudnn-cu12...), not the small NVIDIA tools (nvidia-ml-py:
@@ -180,8 +181,10 @@ def preflight(
     return notes
 
 
-def announce(changes: Sequence[Change], index: Any, target: Any, say: Callable[[str], None]) -> None:
-    """Say the preflight notes of a sync (`index`: resolve.IndexOptions, `target`: workspace.Target)."""
+def announce(
+    changes: Sequence[Change], index: IndexOptions, target: Target, say: Callable[[str], None]
+) -> None:
+    """Say the preflight notes of a sync."""
     from comfylock.resolve.torch_backend import detect
 
     for note in preflight(

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 
     from comfylock.collect import gather as collect
+    from comfylock.environment.target import Target
     from comfylock.lockfile.lock import Lock, Pin
-    from comfylock.workspace.layout import Target
 
 SELF = "comfylock"
 SEEDS = frozenset({"pip", "setuptools", "wheel"})

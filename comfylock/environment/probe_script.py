@@ -1,4 +1,4 @@
-"""The script comfylock runs inside the target interpreter (see workspace.probe_target).
+"""The script comfylock runs inside the target interpreter (see environment.probe).
 
 It is _envscan.py's source (what is installed, from the folders) followed by the facts only the target
 can tell: its version and platform, its sys.path and its own site folders. It runs on Python 3.8+,

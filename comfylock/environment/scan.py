@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable
 
 # PEP 440's normal form, as installers name a .dist-info folder and uv writes a pin. [0-9], not \d:
-# packaging refuses digits other than ASCII ones.
+# packaging refuses digits other than ASCII ones. This and `canonical` are comfylock._names's too,
+# spelled again because this file must stand alone; tests/test_layout.py keeps the two alike.
 NORMAL_VERSION = re.compile(
     "(?:[0-9]+!)?[0-9]+(?:[.][0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:[.]post[0-9]+)?(?:[.]dev[0-9]+)?"
     "(?:[+][a-z0-9]+(?:[.][a-z0-9]+)*)?"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from comfylock._exceptions import InputError
 from comfylock.environment import history, sync
+from comfylock.environment.owndeps import keep, moved
+from comfylock.environment.target import Target
 from comfylock.lockfile.lock import Lock, pin_name
 from comfylock.resolve import uv as resolve
-from comfylock.workspace.layout import Target
 
 
 def freeze(target: Target) -> list[str]:
@@ -32,8 +33,6 @@ def freeze(target: Target) -> list[str]:
 
 
 def plan(the_lock: Lock, target: Target, unfinished: history.Pending | None) -> sync.SyncPlan:
-    from comfylock.environment.owndeps import keep
-
     return sync.plan(
         the_lock,
         target.installed,
@@ -46,8 +45,6 @@ def plan(the_lock: Lock, target: Target, unfinished: history.Pending | None) -> 
 def refuse_moving_own(the_lock: Lock, target: Target, path: Path) -> None:
     """A lock that would move comfylock's own requirements in the environment it runs from is refused
     before anything changes (a downgraded uv breaks every later command)."""
-    from comfylock.environment.owndeps import moved
-
     bad = moved(the_lock, target)
     if bad:
         where = pin_line(path, bad[0].pin.name)

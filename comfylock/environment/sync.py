@@ -12,12 +12,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from comfylock._names import canon
+from comfylock.cli import progress
 from comfylock.environment import owndeps
 from comfylock.lockfile.lock import Change, Lock, format_body
 from comfylock.resolve import uv as resolve
-from comfylock.resolve.uv import IndexOptions
+from comfylock.resolve import uvtext
+from comfylock.resolve.index import IndexOptions
 
 # plan()'s default for what is never removed: comfylock, what it needs to run (from its own metadata)
 # and pip, setuptools, wheel. api passes owndeps.keep(target) instead: comfylock's own requirements are
@@ -90,8 +93,6 @@ def _source(spec: str) -> tuple[bool, str | None]:
 def _split_url(url: str) -> tuple[str, str, str]:
     """(vcs, URL without credentials and fragment, revision) of a requirement URL:
     `git+https://u:p@host/r@abc#egg=x` -> ("git", "https://host/r", "abc")."""
-    from urllib.parse import urlsplit, urlunsplit
-
     vcs = ""
     scheme = url.partition("://")[0]
     if "+" in scheme:
@@ -181,9 +182,6 @@ def apply(p: SyncPlan, python: Path, index: IndexOptions, *, offline: bool = Fal
     """Carry out a plan with `uv pip sync`; uv's warnings. A no-op plan runs nothing."""
     if p.is_noop:
         return ()
-    from comfylock.cli import progress
-    from comfylock.resolve import uvtext
-
     if progress.mode() != "off":  # only said when shown: the question costs a run of uv
         changing = {c.name for c in p.changes if c.new is not None} | set(p.reinstall)
         pins = [line.strip() for line in p.sync_text.splitlines() if "==" in line and " @ " not in line]
@@ -248,7 +246,7 @@ def remove_torn(site_dirs: Iterable[str | Path], unfinished: Iterable[str]) -> l
             if whole and all(os.path.lexists(info.parent / rel) for rel in listed):
                 continue  # whole: uv uninstalls or reinstalls it itself
             _remove_listed(info.parent, listed)
-            import shutil
+            import shutil  # here: importing comfylock.api must not pay for its compression modules
 
             shutil.rmtree(info, ignore_errors=True)
             removed.append(info)

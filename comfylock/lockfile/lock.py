@@ -16,9 +16,8 @@ from pathlib import Path
 
 from comfylock._exceptions import InputError, LockFileError
 from comfylock._fs import BIG_BYTES, atomic_write, read_bytes
-from comfylock._names import canon
+from comfylock._names import NORMAL_VERSION, canon
 from comfylock._redact import strip_text
-from comfylock.environment.scan import NORMAL_VERSION
 
 FORMAT_VERSION = "1"
 HISTORY_KEY = "history-trigger"  # the header key only history entries carry (see history.record)

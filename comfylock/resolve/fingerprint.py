@@ -11,11 +11,11 @@ from typing import Any
 from comfylock import __version__
 from comfylock._paths import portable
 from comfylock.collect import gather as collect
+from comfylock.environment.target import Target
 from comfylock.policy import apply as policy
 from comfylock.resolve import uv as resolve
-from comfylock.resolve.uv import IndexOptions
+from comfylock.resolve.index import IndexOptions
 from comfylock.workspace.config import Config
-from comfylock.workspace.layout import Target
 
 
 def policy_names(entries: Mapping[str, Any]) -> list[str]:

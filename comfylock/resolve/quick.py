@@ -20,9 +20,10 @@ from typing import Any
 
 from comfylock import __version__
 from comfylock._fs import file_digest, is_link, read_json_dict, update_json_dict
+from comfylock.environment.target import Target
 from comfylock.resolve import uv as resolve
 from comfylock.workspace.git import git_commit
-from comfylock.workspace.layout import SHIPPED_POLICY, Target, Workspace
+from comfylock.workspace.layout import SHIPPED_POLICY, Workspace
 
 _FORMAT = 4  # 3: node commits and recorded arguments; 4: with the torch backend asked
 

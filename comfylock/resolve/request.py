@@ -16,6 +16,7 @@ from comfylock._exceptions import InputError, ResolutionError, UvError
 from comfylock._fs import read_bytes
 from comfylock._paths import portable
 from comfylock.collect import gather as collect
+from comfylock.environment.target import Target
 from comfylock.explain import failures
 from comfylock.lockfile import lock
 from comfylock.lockfile.lock import Lock, Pin, Request
@@ -23,9 +24,9 @@ from comfylock.policy import apply as policy
 from comfylock.policy.merge import BASE_SOURCE, POLICY_NODE
 from comfylock.resolve import uv as resolve
 from comfylock.resolve import uvtext
-from comfylock.resolve.uv import IndexOptions
+from comfylock.resolve.index import IndexOptions
 from comfylock.workspace.git import git_commit
-from comfylock.workspace.layout import Target, Workspace
+from comfylock.workspace.layout import Workspace
 
 
 def node_lines(ws: Workspace, coll: collect.Collection) -> list[str]:

@@ -16,12 +16,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from comfylock.collect import gather as collect
+from comfylock.environment.probe import gpu_available
 from comfylock.environment.sync import PROTECTED
 from comfylock.lockfile.lock import Pin
 from comfylock.policy import apply as policy
 from comfylock.resolve import uv as resolve
 from comfylock.resolve.request import resolve_with_policy
-from comfylock.workspace.layout import gpu_available
 
 MAX_ROUNDS = 2
 

@@ -16,15 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from comfylock._names import canon
 from comfylock.collect import gather as collect
+from comfylock.environment.target import Target
 from comfylock.explain.imports import FAMILIES
 from comfylock.explain.inspect import Broken, Stale
 from comfylock.lockfile.lock import Lock
 from comfylock.policy import apply as policy
 from comfylock.resolve import request
 from comfylock.resolve.fingerprint import fingerprint
-from comfylock.resolve.uv import IndexOptions
+from comfylock.resolve.index import IndexOptions
 from comfylock.workspace.config import Config
-from comfylock.workspace.layout import Target, Workspace
+from comfylock.workspace.layout import Workspace
 
 if TYPE_CHECKING:
     from comfylock.resolve import torch_backend

@@ -7,10 +7,10 @@ wrote into a private temp folder or took from the workspace, never text from a n
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,10 @@ from comfylock._exceptions import ResolutionError, UvError
 from comfylock._names import canon
 from comfylock.cli import progress as _progress
 from comfylock.resolve import uvtext
+from comfylock.resolve.index import IndexOptions
+from comfylock.resolve.types import Resolved, ResolveRequest
 from comfylock.resolve.uvenv import Here as _Here
+from comfylock.resolve.uvenv import child_env
 from comfylock.resolve.uvenv import scratch as _tempdir
 
 if TYPE_CHECKING:
@@ -38,8 +41,6 @@ def uv_version() -> str:
     # The binary is the one the `uv` package ships, so the version in its dist-info folder's name is
     # the binary's, without a subprocess (`uv --version`) or importlib.metadata (~15 ms): a no-op
     # compile must stay far below uv's own time.
-    import importlib.util
-
     spec = importlib.util.find_spec("uv")
     for folder in (spec.submodule_search_locations or []) if spec else []:
         try:
@@ -66,8 +67,6 @@ def run_uv(
     """Run uv with `args`; `index` reaches it through its environment (never argv, see _uvenv).
     `show`: its stderr (progress bars, what it installs) goes to the user's terminal as it comes
     instead of being captured, so `proc.stderr` is None."""
-    from comfylock.resolve.uvenv import child_env
-
     full_env, extra = child_env(os.environ if env is None else env, index)
     cmd = [uv_bin(), *args, *extra, *(_progress.uv_args() if show else ())]
     if not show:
@@ -111,110 +110,6 @@ def _last_error(stderr: str, returncode: int | None = None) -> str:
     if lines:
         return lines[-1]
     return f"uv exited with code {returncode} without a message" if returncode else "no message"
-
-
-@dataclass(frozen=True)
-class IndexOptions:
-    """Where packages come from. Only the user (command line, config) sets these, never a node."""
-
-    index_url: str | None = None
-    extra_index_urls: tuple[str, ...] = ()
-    find_links: tuple[str, ...] = ()
-    no_index: bool = False
-
-    def args(self) -> list[str]:
-        """The options as command-line arguments: what the fingerprint records. uv itself gets them
-        through its environment (run_uv's `index`), so no credential is ever in its argv."""
-        out: list[str] = ["--no-index"] if self.no_index else []
-        if self.index_url:
-            out += ["--index-url", self.index_url]
-        for url in self.extra_index_urls:
-            out += ["--extra-index-url", url]
-        for link in self.find_links:
-            out += ["--find-links", link]
-        return out
-
-    def lines(self) -> list[str]:
-        """The same options as lines of a requirements file, so `pip install -r LOCK` uses them too."""
-        out = ["--no-index"] if self.no_index else []
-        if self.index_url:
-            out.append(f"--index-url {self.index_url}")
-        out += [f"--extra-index-url {u}" for u in self.extra_index_urls]
-        out += [f"--find-links {link}" for link in self.find_links]
-        return out
-
-    @classmethod
-    def from_lines(cls, lines: Sequence[str]) -> IndexOptions:
-        index_url, extra, links, no_index = None, [], [], False
-        for line in lines:
-            opt, _, value = line.replace("=", " ", 1).partition(" ")
-            value = value.strip()
-            if opt == "--no-index":
-                no_index = True
-            elif opt == "--index-url":
-                index_url = value
-            elif opt == "--extra-index-url":
-                extra.append(value)
-            elif opt == "--find-links":
-                links.append(value)
-        return cls(index_url, tuple(extra), tuple(links), no_index)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> IndexOptions:
-        """uv's own variables, so the lock records where packages really came from."""
-        index_url = environ.get("UV_DEFAULT_INDEX") or environ.get("UV_INDEX_URL") or None
-        # UV_INDEX items may be "name=url"; a lock line must be what pip accepts: the bare URL.
-        items = environ.get("UV_INDEX", "").split()
-        named = [i.partition("=")[2] if "=" in i.split("://")[0] else i for i in items]
-        extra = [*named, *environ.get("UV_EXTRA_INDEX_URL", "").split()]
-        links = environ.get("UV_FIND_LINKS", "").replace(",", " ").split()
-        no_index = environ.get("UV_NO_INDEX", "").lower() in ("1", "true", "yes")
-        return cls(index_url, tuple(extra), tuple(links), no_index).anchored(Path.cwd())
-
-    def __bool__(self) -> bool:
-        return bool(self.index_url or self.extra_index_urls or self.find_links or self.no_index)
-
-    def anchored(self, base: Path) -> IndexOptions:
-        """Relative --find-links folders made absolute against `base` (the folder they were given in):
-        uv runs in a temp folder, and a lock synced elsewhere must still find them."""
-        links = tuple(
-            link if "://" in link or Path(link).is_absolute() else str((base / link).absolute())
-            for link in self.find_links
-        )
-        return IndexOptions(self.index_url, self.extra_index_urls, links, self.no_index)
-
-    def plus(self, extra_index_urls: Sequence[str]) -> IndexOptions:
-        """Add policy index URLs; a local folder (no scheme) becomes a --find-links."""
-        urls = [u for u in extra_index_urls if "://" in u and u not in self.extra_index_urls]
-        dirs = [u for u in extra_index_urls if "://" not in u and u not in self.find_links]
-        return IndexOptions(
-            self.index_url, (*self.extra_index_urls, *urls), (*self.find_links, *dirs), self.no_index
-        )
-
-
-@dataclass(frozen=True)
-class ResolveRequest:
-    inputs: Mapping[str, Sequence[str]]  # group (node name) -> requirement lines
-    python: Path | None = None
-    constraints: Sequence[str] = ()
-    overrides: Sequence[str] = ()
-    excludes: Sequence[str] = ()
-    index: IndexOptions = field(default_factory=IndexOptions)
-    preferences: str | None = None  # text of the previous lock: uv keeps its pins where it can
-    upgrade: bool = False
-    upgrade_packages: Sequence[str] = ()
-    offline: bool = False
-    refresh: bool = False
-    python_version: str | None = None
-    python_platform: str | None = None
-
-
-@dataclass(frozen=True)
-class Resolved:
-    name: str  # canonical
-    spec: str  # "numpy==1.26.4" or "foo @ https://..."
-    groups: tuple[str, ...]  # input groups that asked for it directly
-    parents: tuple[str, ...]  # packages that depend on it
 
 
 _VIA = re.compile(r"^(?P<spec>\S.*?)\s+# via (?P<via>.*)$")

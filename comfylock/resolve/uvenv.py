@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import tempfile
 
-    from comfylock.resolve.uv import IndexOptions
+    from comfylock.resolve.index import IndexOptions
 
 # How uv works, not what it resolves: kept as the user set them.
 KEPT = frozenset(
@@ -124,8 +125,6 @@ def private_base() -> str | None:
     """Where uv's scratch folders go: the user's cache folder when no folder above it is writable by
     everyone, else the system's temp folder (None). uv, told UV_NO_CONFIG, reads no uv.toml planted
     above either; this keeps node copies out of a shared /tmp where the user has a place of their own."""
-    import stat
-
     if os.name == "nt":
         base = os.environ.get("LOCALAPPDATA", "")
     else:

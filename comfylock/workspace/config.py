@@ -27,7 +27,7 @@ from typing import Any
 
 from comfylock._exceptions import InputError
 from comfylock._fs import read_bytes
-from comfylock.resolve.uv import IndexOptions
+from comfylock.resolve.index import IndexOptions
 from comfylock.workspace.layout import Workspace
 
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl"

@@ -14,7 +14,7 @@ from helpers import age, install, uv
 from wheels import make_wheel
 
 from comfylock._names import canon
-from comfylock.workspace.layout import probe_target, remember
+from comfylock.environment.probe import probe_target, remember
 
 
 def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:

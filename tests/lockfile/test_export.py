@@ -21,19 +21,11 @@ from comfylock import api
 from comfylock._exceptions import InputError, LockFileError
 from comfylock.cli.main import main
 from comfylock.environment import sync
-from comfylock.lockfile.export import (
-    check_pylock_name,
-    check_target,
-    default_pylock_path,
-    export_pylock,
-    export_requirements,
-    platform_of,
-    read_any,
-    read_pylock,
-)
+from comfylock.environment.target import Target
+from comfylock.lockfile.export import check_target, export_requirements, platform_of, read_any
 from comfylock.lockfile.lock import Lock, Pin, Request, read_lock
-from comfylock.resolve.uv import IndexOptions
-from comfylock.workspace.layout import Target
+from comfylock.lockfile.pylock import check_pylock_name, default_pylock_path, export_pylock, read_pylock
+from comfylock.resolve.index import IndexOptions
 
 TREE = {
     "NodeA": {"requirements.txt": "numpy<2\nscipy\n"},

@@ -17,8 +17,8 @@ from helpers import STANDARD, installed
 from wheels import make_index
 
 from comfylock.cli.main import main
+from comfylock.environment.probe import _nvidia_driver_present
 from comfylock.lockfile.lock import parse_lock, read_lock
-from comfylock.workspace.layout import _nvidia_driver_present
 
 # The torch stack: the default policy pins whichever of them is installed, through one entry per package.
 TORCH = {
@@ -228,7 +228,7 @@ def test_a_replace_entry_with_its_own_version_and_label(comfy, venv, torch_index
 
 
 def test_a_rewrite_reads_back_from_the_lock_and_from_a_pylock_table():
-    from comfylock.lockfile import export
+    from comfylock.lockfile import pylock as export
     from comfylock.lockfile.lock import Lock, Pin, Request, format_lock
 
     asked = Request(

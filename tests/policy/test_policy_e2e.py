@@ -16,9 +16,9 @@ from helpers import CORPUS, installed, run
 from wheels import make_wheel
 
 from comfylock.cli.main import main
+from comfylock.environment.probe import _nvidia_driver_present
 from comfylock.lockfile.lock import Pin, read_lock
 from comfylock.resolve import uv as resolve
-from comfylock.workspace.layout import _nvidia_driver_present
 
 OPENCVS = {
     "opencv-python",

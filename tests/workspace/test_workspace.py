@@ -18,16 +18,9 @@ import pytest
 from packaging.version import Version
 
 from comfylock._exceptions import WorkspaceError
-from comfylock.workspace import layout as workspace
-from comfylock.workspace.layout import (
-    Node,
-    find_comfyui,
-    find_nodes,
-    find_python,
-    gpu_available,
-    open_workspace,
-    probe_target,
-)
+from comfylock.environment import probe as workspace
+from comfylock.environment.probe import gpu_available, probe_target
+from comfylock.workspace.layout import Node, find_comfyui, find_nodes, find_python, open_workspace
 
 OSES = ["linux", "macos", "windows"]
 
