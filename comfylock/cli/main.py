@@ -183,9 +183,9 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"comfylock {__version__}")
         return 0
     args = build_parser(command_of(words)).parse_args(words)
+    from comfylock import _progress
     from comfylock._exceptions import ComfylockError, ResolutionError
     from comfylock._redact import redact_text
-    from comfylock.cli import progress as _progress
 
     as_json = getattr(args, "json", False)
     _progress.configure(

@@ -173,7 +173,7 @@ def collect(
     settings = settings or {}
     root_real = _resolve(ws.root)
     inputs: list[NodeInput] = []
-    from comfylock.cli import progress
+    from comfylock import _progress as progress
 
     try:
         with progress.step("reading the requirements of custom nodes", total=len(ws.nodes)):
@@ -195,7 +195,7 @@ def _nodes(
     skip_nodes: AbstractSet[str],
     keep_going: bool,
 ) -> list[NodeInput]:
-    from comfylock.cli import progress
+    from comfylock import _progress as progress
 
     parents: dict[Path, Path] = {}  # custom_nodes/ resolved once, not once per node
     inputs: list[NodeInput] = []

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from comfylock import _progress as progress
 from comfylock._names import canon
-from comfylock.cli import progress
 from comfylock.environment import owndeps
 from comfylock.lockfile.lock import Change, Lock, format_body
 from comfylock.resolve import uv as resolve

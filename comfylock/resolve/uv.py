@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from comfylock import _progress
 from comfylock._exceptions import ResolutionError, UvError
 from comfylock._names import canon
-from comfylock.cli import progress as _progress
 from comfylock.resolve import uvtext
 from comfylock.resolve.index import IndexOptions
 from comfylock.resolve.types import Resolved, ResolveRequest
