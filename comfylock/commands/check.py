@@ -21,11 +21,11 @@ from comfylock.resolve.fingerprint import policy_names
 from comfylock.resolve.index import IndexOptions
 from comfylock.resolve.stale import (
     Intended,
+    TorchAsk,
     explain,
     index_from_args,
     read_inputs,
     split_broken,
-    torch_choice_for,
 )
 from comfylock.resolve.torch_backend import asked
 
@@ -92,9 +92,6 @@ def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Sta
         python_platform = the_lock.meta.get("target-python-platform")
         backend = asked(None, cfg.torch_backend)
     coll = collect_requirements(ctx, skip, keep_going=True)
-    choice = torch_choice_for(backend, cfg, coll, target, the_lock, python_platform, offline=True)
-    if choice is not None and choice.url:
-        index = index.plus([choice.url])
     found = read_inputs(
         ws,
         cfg,
@@ -106,6 +103,7 @@ def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Sta
         index,
         python_version,
         python_platform,
+        TorchAsk(backend, the_lock, offline=True),
     )
     if found.fingerprint == the_lock.meta["fingerprint"]:
         return []

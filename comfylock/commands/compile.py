@@ -125,11 +125,7 @@ def compile(  # noqa: A001 - the command's name
     if cfg.path is not None and cfg.sha is not None:
         parsed[str(cfg.path)] = cfg.sha
     quick.after_collect(parsed, policy_files)
-    from comfylock.resolve.stale import read_inputs, torch_choice_for
-
-    torch_choice = torch_choice_for(backend_asked, cfg, coll, target, previous, python_platform, offline)
-    if torch_choice is not None and torch_choice.url:
-        index = index.plus([torch_choice.url])
+    from comfylock.resolve.stale import TorchAsk, read_inputs
 
     found = read_inputs(
         ws,
@@ -142,8 +138,10 @@ def compile(  # noqa: A001 - the command's name
         index,
         python_version,
         python_platform,
+        TorchAsk(backend_asked, previous, offline),
     )
     pol, facts, index, fp = found.policy, found.facts, found.index, found.fingerprint
+    torch_choice = found.torch
     names = policy_names(pol.entries)
     quick.before_resolve(names)
 

@@ -41,6 +41,17 @@ class Inputs:
     facts: policy.Facts
     index: IndexOptions
     fingerprint: str
+    torch: torch_backend.Choice | None = None  # the torch build chosen (see TorchAsk)
+
+
+@dataclass(frozen=True)
+class TorchAsk:
+    """What the torch build is chosen from: the backend asked, the previous lock (its choice is kept
+    once installed, and offline), and whether the index may be asked if it answers."""
+
+    requested: str
+    previous: Lock | None
+    offline: bool
 
 
 def read_inputs(
@@ -54,8 +65,14 @@ def read_inputs(
     index: IndexOptions,
     python_version: str | None,
     python_platform: str | None,
+    torch: TorchAsk | None = None,
 ) -> Inputs:
     pol = policy.load_policy(user_policy, list(policy_files), base=default_policy)
+    choice = None
+    if torch is not None:
+        choice = torch_choice_for(torch, cfg, coll, target, python_platform, skipped=skipped_by(pol))
+        if choice is not None and choice.url:
+            index = index.plus([choice.url])
     facts = policy.Facts(
         installed=target.visible,
         os=target.os,
@@ -68,32 +85,43 @@ def read_inputs(
     fp = fingerprint(
         coll, pol, target, index, cfg, python_version, python_platform, facts.comfyui_version, root=ws.root
     )
-    return Inputs(coll, pol, facts, index, fp)
+    return Inputs(coll, pol, facts, index, fp, choice)
+
+
+def skipped_by(pol: policy.Policy) -> frozenset[str]:
+    """Packages the policy always leaves out (a first-match `skip` with no condition)."""
+    out = set()
+    for name, sections in pol.entries.items():
+        first = (sections.get("apply_first_match") or [None])[0]
+        if isinstance(first, dict) and first.get("type") == "skip" and "condition" not in first:
+            out.add(name)
+    return frozenset(out)
 
 
 def torch_choice_for(
-    requested: str,
+    ask: TorchAsk,
     cfg: Config,
     coll: collect.Collection,
     target: Target,
-    previous: Lock | None,
     python_platform: str | None,
-    offline: bool,
+    skipped: frozenset[str] = frozenset(),
 ) -> torch_backend.Choice | None:
     """The torch build this compile adds an index for (see torch_backend.for_compile); `check` asks
-    the same with the lock it checks as `previous`, so both see the same inputs."""
+    the same with the lock it checks as `previous`, so both see the same inputs. A torch the policy
+    leaves out is asked for by nobody: nothing is chosen, no index is asked whether it answers."""
     from comfylock.lockfile.lock import pin_versions
     from comfylock.resolve import torch_backend
 
+    previous = ask.previous
     return torch_backend.for_compile(
-        requested,
+        ask.requested,
         cfg.torch_index,
-        {r.name for r in coll.requirements()},
+        {r.name for r in coll.requirements()} - skipped,
         target.installed,
         previous.meta if previous is not None else None,
         pin_versions(previous).get("torch") if previous is not None else None,
         other_platform=python_platform is not None,
-        offline=offline,
+        offline=ask.offline,
     )
 
 

@@ -227,12 +227,6 @@ def test_check_without_the_compile_record_agrees_with_a_fallen_back_choice(
     monkeypatch.setenv(tb.TEST_ENV, "nvidia:12.8")
     root = comfy("torch\nfilelock\n")
     base, empty, plain = torch_setup
-    # torch left out by the user's policy, as on a machine that installs it by other means: the
-    # environment never holds the lock's torch, so nothing but the lock remembers the choice
-    user = root / "user" / "comfylock"
-    user.mkdir(parents=True, exist_ok=True)
-    skip = {"torch": {"apply_first_match": [{"type": "skip", "reason": "installed by other means"}]}}
-    (user / "pip-policy.user.json").write_text(json.dumps(skip))
     cfg = root / "user" / "comfylock" / "config.toml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     # The index in config.toml: without the compile record, check knows no command-line option
@@ -245,3 +239,19 @@ def test_check_without_the_compile_record_agrees_with_a_fallen_back_choice(
     capsys.readouterr()
     assert main(["check", *where]) == 0
     assert "stale" not in capsys.readouterr().out
+
+
+def test_a_torch_the_policy_leaves_out_gets_no_build_and_no_index_check(
+    comfy, venv, torch_setup, monkeypatch, capsys
+):
+    monkeypatch.setenv(tb.TEST_ENV, "nvidia:12.8")  # cu128 is missing: choosing would warn
+    root = comfy("torch\nfilelock\n")
+    user = root / "user" / "comfylock"
+    user.mkdir(parents=True, exist_ok=True)
+    skip = {"torch": {"apply_first_match": [{"type": "skip", "reason": "installed by other means"}]}}
+    (user / "pip-policy.user.json").write_text(json.dumps(skip))
+    assert compile_(root, venv, torch_setup) == 0
+    out = capsys.readouterr().out
+    assert "cannot be reached" not in out and "torch build" not in out
+    lock = read_lock(root / "comfylock.lock")
+    assert "torch-backend" not in lock.meta and "torch" not in lock.by_name()
