@@ -256,6 +256,9 @@ def _parse_body(
         if current is not None:
             pins.append(Pin(current["name"], current["spec"], tuple(current["req"]), tuple(current["need"])))
 
+    def bad(message: str, line: int) -> LockFileError:
+        return LockFileError(message, path=path, line=line, hint="recompile with `comfylock compile`")
+
     for n, raw in enumerate(lines[start:], start=start + 1):
         line = raw.strip()
         if not line:
@@ -278,55 +281,25 @@ def _parse_body(
         if line.startswith("-e ") and editable_ok:
             # An editable install a history entry recorded: `-e name @ URL`, the name written out so
             # the entry says which package it is without building it.
-            close()
             spec = "-e " + line[3:].split(" #")[0].strip()
             name = _check_pin(spec[3:], path, n)
             if " @ " not in spec:
-                raise LockFileError(
-                    f"an editable pin must read `-e NAME @ URL`: {spec[:80]!r}",
-                    path=path,
-                    line=n,
-                    hint="recompile with `comfylock compile`",
-                )
-            if name in seen:
-                raise LockFileError(
-                    f"{name} is pinned twice (first on line {seen[name]})",
-                    path=path,
-                    line=n,
-                    hint="recompile with `comfylock compile`",
-                )
-            seen[name] = n
-            current = {"name": name, "spec": spec, "req": [], "need": []}
-            continue
-        if line.startswith("-"):
+                raise bad(f"an editable pin must read `-e NAME @ URL`: {spec[:80]!r}", n)
+        elif line.startswith("-"):
             opt = line.split()[0].split("=")[0]
             if opt not in _OPTIONS:
-                raise LockFileError(
-                    f"unexpected option {opt[:40]!r} in a lock file",
-                    path=path,
-                    line=n,
-                    hint="recompile with `comfylock compile`",
-                )
+                raise bad(f"unexpected option {opt[:40]!r} in a lock file", n)
             if opt != "--no-index" and len(line.replace("=", " ", 1).split()) != 2:
-                raise LockFileError(
-                    f"option {opt} needs exactly one value",
-                    path=path,
-                    line=n,
-                    hint="recompile with `comfylock compile`",
-                )
+                raise bad(f"option {opt} needs exactly one value", n)
             options.append(line)
             continue
+        else:
+            spec = line.split(" #")[0].strip()
+            simple = _SIMPLE_PIN.fullmatch(spec)
+            name = canon(simple["name"]) if simple else _check_pin(spec, path, n)
         close()
-        spec = line.split(" #")[0].strip()
-        simple = _SIMPLE_PIN.fullmatch(spec)
-        name = canon(simple["name"]) if simple else _check_pin(spec, path, n)
         if name in seen:
-            raise LockFileError(
-                f"{name} is pinned twice (first on line {seen[name]})",
-                path=path,
-                line=n,
-                hint="recompile with `comfylock compile`",
-            )
+            raise bad(f"{name} is pinned twice (first on line {seen[name]})", n)
         seen[name] = n
         current = {"name": name, "spec": spec, "req": [], "need": []}
     close()
