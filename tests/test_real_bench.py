@@ -27,7 +27,9 @@ def test_a_real_comfyui_that_cannot_be_installed_is_reported_not_a_crash(tmp_pat
     (source / "main.py").write_text("")
     (source / "requirements.txt").write_text("no-such-package-anywhere-xyz==1\n")
     (source / "user").mkdir()  # never copied: the benchmark's copy starts without history
-    bench = RealVerify(tmp_path / "verify", source, tmp_path / "cache", repeat=1, warmup=0, log=lambda _: None)
+    bench = RealVerify(
+        tmp_path / "verify", source, tmp_path / "cache", repeat=1, warmup=0, log=lambda _: None
+    )
     empty = tmp_path / "empty-index"
     empty.mkdir()
     bench.env.update(UV_INDEX_URL=empty.as_uri())  # hermetic: an index that has nothing
@@ -39,4 +41,6 @@ def test_a_real_comfyui_that_cannot_be_installed_is_reported_not_a_crash(tmp_pat
 
 def test_the_real_comfyui_is_found_beside_the_checkout_or_its_worktree_folder() -> None:
     found = find_real_comfyui()
-    assert found is None or (found / "main.py").is_file() and found.parts[-3:] == ("shared", "real", "ComfyUI")
+    assert (
+        found is None or (found / "main.py").is_file() and found.parts[-3:] == ("shared", "real", "ComfyUI")
+    )
