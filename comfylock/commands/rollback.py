@@ -18,7 +18,8 @@ from comfylock.lockfile.lock import Lock, read_lock
 if TYPE_CHECKING:
     from comfylock.api import Context, SyncResult
 
-_ROLLBACK = re.compile(r"rollback to (\d+)")
+# `rollback to N` (a user's rollback) and `automatic rollback to N (...)` (a sync that broke a node).
+_ROLLBACK = re.compile(r"(?:automatic )?rollback to (\d+)(?: \(.*\))?")
 
 
 def rolled_back_to(user_dir: Path, installed: Mapping[str, str]) -> history.Entry | None:
