@@ -20,6 +20,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / ".bench"
+
+
+def shared(*parts: str) -> Path:
+    """`../shared/...` beside the checkout, or beside the folder holding it (a worktree under wt/);
+    the first of the two when neither exists (the skip message names it)."""
+    candidates = [base.joinpath("shared", *parts) for base in (REPO.parent, REPO.parent.parent)]
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 WINDOWS = os.name == "nt"
 

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _common import (
-    REPO,
     BenchError,
     Row,
     clean_env,
@@ -34,6 +33,7 @@ from _common import (
     not_measured,
     rmtree,
     run,
+    shared,
     timed,
     uv_bin,
     venv_python,
@@ -44,11 +44,8 @@ REFERENCE = "python main.py --cpu --quick-test-for-ci, run directly"
 
 def find_real_comfyui() -> Path | None:
     """../shared/real/ComfyUI beside the checkout, or beside the folder holding the worktrees."""
-    for base in (REPO.parent, REPO.parent.parent):
-        candidate = base / "shared" / "real" / "ComfyUI"
-        if (candidate / "main.py").is_file() and (candidate / "custom_nodes").is_dir():
-            return candidate
-    return None
+    candidate = shared("real", "ComfyUI")
+    return candidate if (candidate / "main.py").is_file() and (candidate / "custom_nodes").is_dir() else None
 
 
 class RealVerify:
@@ -129,6 +126,14 @@ class RealVerify:
                 "a sync that changed nothing runs no ComfyUI",
             ),
         ]
+
+    def describe(self) -> str:
+        return (
+            "Cases V1-V2 (issue 14): a copy of ../shared/real/ComfyUI (ComfyUI 0.3.64 with four real nodes) "
+            "synced into a venv of this Python (PyPI's torch when the PyTorch index is unreachable); "
+            "`comfylock verify`, a no-op `comfylock sync` and ComfyUI's own loader run directly, interleaved "
+            f"({self.warmup} warm-up and {self.repeat} timed rounds: each ComfyUI start takes 15-30 s here)."
+        )
 
     def prepare(self) -> None:
         """A copy of the real ComfyUI with its lock synced into a venv of this Python (kept between runs:
