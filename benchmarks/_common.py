@@ -263,6 +263,12 @@ def machine() -> str:
     )
 
 
+def lock_pins(text: str) -> int:
+    """The pins of a lock: its unindented `name==version` lines. The `# requested by` lines under a pin
+    are indented and may quote a `==` requirement (core's `comfyui-frontend-package==...`)."""
+    return len([ln for ln in text.splitlines() if "==" in ln and ln[:1] not in ("#", " ", "\t", "")])
+
+
 def rmtree(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)

@@ -30,6 +30,7 @@ from _common import (
     expect_output,
     fmt_seconds,
     interleave,
+    lock_pins,
     not_measured,
     rmtree,
     run,
@@ -153,7 +154,7 @@ class RealVerify:
         self.log("real case V: compile and first sync of the real ComfyUI (GBs unless uv's cache holds them)")
         run(self.cl("compile"), self.env)
         lock = (self.root / "comfylock.lock").read_text(encoding="utf-8")
-        self.packages = len([ln for ln in lock.splitlines() if "==" in ln and not ln.startswith("#")])
+        self.packages = lock_pins(lock)
         # The first sync of a new venv verifies too (no earlier result: it only reports), cold: every
         # .pyc is written. A venv kept from an earlier run already matches: nothing to time.
         start = time.perf_counter()

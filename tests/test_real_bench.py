@@ -8,7 +8,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import table  # noqa: E402
+from _common import lock_pins, table  # noqa: E402
 from _verify import RealVerify, find_real_comfyui  # noqa: E402
 
 
@@ -44,3 +44,13 @@ def test_the_real_comfyui_is_found_beside_the_checkout_or_its_worktree_folder() 
     assert (
         found is None or (found / "main.py").is_file() and found.parts[-3:] == ("shared", "real", "ComfyUI")
     )
+
+
+def test_a_lock_counts_its_pins_not_the_requested_by_lines_quoting_one() -> None:
+    text = (
+        "# comfylock-lock: 1\n# policy: pin_dependencies torch==2.5.1\n\n"
+        "comfyui-frontend-package==1.27.10\n"
+        "    # requested by core (requirements.txt:1): comfyui-frontend-package==1.27.10\n"
+        "numpy==2.1.0\n    # needed by scipy\n"
+    )
+    assert lock_pins(text) == 2
