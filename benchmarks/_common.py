@@ -20,6 +20,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / ".bench"
+
+
+def shared(*parts: str) -> Path:
+    """`../shared/...` beside the checkout, or beside the folder holding it (a worktree under wt/);
+    the first of the two when neither exists (the skip message names it)."""
+    candidates = [base.joinpath("shared", *parts) for base in (REPO.parent, REPO.parent.parent)]
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 WINDOWS = os.name == "nt"
 
@@ -252,6 +261,12 @@ def machine() -> str:
         f"{platform.system()} {platform.release()} ({platform.machine()}), {cpu}, "
         f"{os.cpu_count()} CPUs{mem}; Python {platform.python_version()}; {uv}"
     )
+
+
+def lock_pins(text: str) -> int:
+    """The pins of a lock: its unindented `name==version` lines. The `# requested by` lines under a pin
+    are indented and may quote a `==` requirement (core's `comfyui-frontend-package==...`)."""
+    return len([ln for ln in text.splitlines() if "==" in ln and ln[:1] not in ("#", " ", "\t", "")])
 
 
 def rmtree(path: Path) -> None:

@@ -29,6 +29,7 @@ from _common import (
     compare,
     expect_output,
     interleave,
+    lock_pins,
     not_measured,
     rmtree,
     run,
@@ -225,7 +226,7 @@ class Real:
             self.repeat,
             self.warmup,
         )
-        n = len([ln for ln in lock.read_text(encoding="utf-8").splitlines() if "==" in ln and ln[0] != "#"])
+        n = lock_pins(lock.read_text(encoding="utf-8"))
         return compare(
             "4", f"no-op sync ({n} packages)", times[0], "uv pip sync --offline, same lock", times[1], 3
         )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however we are started
 
-from _common import BENCH_DIR, REPO, RESULTS, BenchError, Row, machine, table, update_results  # noqa: E402
+from _common import BENCH_DIR, RESULTS, BenchError, Row, machine, shared, table, update_results  # noqa: E402
 
 
 def _log(text: str) -> None:
@@ -49,10 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sizes", type=_sizes, default=[10, 100, 1000], help="scale-case node counts (default: 10,100,1000)"
     )
-    p.add_argument("--only", help="comma-separated case groups to run: 1,3,4,5,6,8,9 (default: all)")
+    p.add_argument(
+        "--only", help="comma-separated case groups to run: 1,3,4,5,6,8,9; V (verify, --real) (default: all)"
+    )
     p.add_argument("--work", type=Path, default=BENCH_DIR, help="scratch folder (default: .bench/)")
     p.add_argument("--results", type=Path, default=RESULTS, help="the Markdown file to update")
-    p.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus" / "ComfyUI")
+    p.add_argument("--corpus", type=Path, default=shared("corpus", "ComfyUI"))
+    p.add_argument(
+        "--real-comfyui",
+        type=Path,
+        help="the real ComfyUI of the verify cases (--real; default: ../shared/real/ComfyUI when present)",
+    )
     return p
 
 
@@ -84,11 +91,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             if skip:
                 _log(f"bench-real skipped: {skip}")
                 return 0
-            rows = real.all_rows(only)
+            descs: list[str] = []
+            rows = []
+            if only is None or only - {"V"}:
+                rows += real.all_rows(only)
+                descs.append(real.describe())
+            if only is None or "V" in only:
+                from _verify import RealVerify, find_real_comfyui
+
+                verify = RealVerify(
+                    args.work / "real" / "verify",
+                    args.real_comfyui or find_real_comfyui(),
+                    args.work / "real" / "uv-cache",
+                    repeat=min(args.repeat or 3, 3),
+                    warmup=min(args.warmup, 1),
+                    log=_log,
+                )
+                rows += verify.rows()
+                descs.append(verify.describe())
             title, how, extra, section = (
                 "Real corpus against PyPI",
                 "make bench-real",
-                real.describe(),
+                " ".join(descs),
                 "real",
             )
         elif args.peers:

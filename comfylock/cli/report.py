@@ -141,8 +141,17 @@ def rollback_lines(info: Any, plan: Any, changes: int) -> list[str]:
         if info.later
         else " (the last change comfylock made to the environment)"
     )
-    return [
+    lines = [
         f"rollback to history entry {e.id}: undoes `{e.trigger}` of {e.time}{later}",
         f"  entry {e.id} holds {e.packages} packages; the environment has {info.installed} now; "
         + (f"{changes} change" + ("s" if changes != 1 else "") if changes else "nothing changes"),
     ]
+    from comfylock.cli.verify import entry_verified
+
+    known = entry_verified(e.path)
+    if known is not None and known["failed"]:  # e.g. the state an automatic rollback undid
+        lines.append(
+            f"  warning: entry {e.id} was verified and {', '.join(known['failed'])} did not load in it "
+            f"({known['loaded']} of {known['nodes']} nodes loaded)"
+        )
+    return lines

@@ -15,6 +15,7 @@ from comfylock.environment import history, sync
 from comfylock.lockfile import lock as lockfile
 from comfylock.lockfile.lock import Lock, read_lock
 
+# `rollback to N` (a user's rollback) and `automatic rollback to N (...)` (a sync that broke a node).
 _ROLLBACK = re.compile(r"(?:automatic )?rollback to (\d+)(?: \(.*\))?")
 # The trigger of the rollback a sync makes of itself when a node stops loading: the state recorded
 # before it (the one that broke the node) is never a bare `rollback`'s target.

@@ -103,9 +103,12 @@ def after_sync(
     if not found.regressions:
         return found
     try:
-        return replace(found, undo=undo())
+        undone = undo()
     except UvError as e:
         return replace(found, undo_error=e.message)
+    if undone.entry is not None:  # it records the broken state: keep what loaded there beside it
+        _verify_state.attach(undone.entry.path, found.after)
+    return replace(found, undo=undone)
 
 
 def verify_here(ctx: Any, timeout: float | None) -> VerifyResult:

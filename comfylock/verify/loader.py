@@ -231,10 +231,15 @@ def run(root: Path, python: Path, *, timeout: float = DEFAULT_TIMEOUT) -> Verify
     """Run ComfyUI's loader in `python` (cwd: the ComfyUI folder) and parse what it prints."""
     if not (root / "main.py").is_file():
         raise VerifyError("no main.py: this folder does not hold ComfyUI's loader", path=root)
-    result = _run(root, python, ARGS, timeout)
-    if result.returncode == 2 and "unrecognized arguments: --verbose" in result.output:
-        # A ComfyUI older than its --verbose LEVEL option: without it, a hang cannot be pinned on a node.
-        result = _run(root, python, ARGS[:3], timeout)
+    from comfylock import _progress as progress
+
+    # ComfyUI's start takes tens of seconds (torch alone is seconds): a terminal shows the step and its
+    # elapsed time meanwhile, -v off a terminal one line, as for every other long step.
+    with progress.step("verifying: ComfyUI is loading the custom nodes (main.py --quick-test-for-ci)"):
+        result = _run(root, python, ARGS, timeout)
+        if result.returncode == 2 and "unrecognized arguments: --verbose" in result.output:
+            # A ComfyUI older than its --verbose LEVEL option: without it, a hang cannot be pinned on a node.
+            result = _run(root, python, ARGS[:3], timeout)
     return result
 
 

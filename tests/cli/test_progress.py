@@ -164,3 +164,24 @@ def test_a_build_from_source_is_announced_before_it_starts(comfy, venv, tmp_path
     assert lines.index(notes[0]) < next(i for i, ln in enumerate(lines) if "installing" in ln)
     quiet = subprocess.run(_comfylock("sync", "-q", *base), capture_output=True, text=True)
     assert "no wheel" not in quiet.stderr
+
+
+@posix_only
+def test_verify_on_a_terminal_shows_its_step_and_time_while_comfyui_loads(comfy, venv) -> None:
+    """ComfyUI's start takes tens of seconds: the terminal must not stay silent meanwhile."""
+    from standin_comfyui import install_standin
+
+    slow = "import time\ntime.sleep(3)\nNODE_CLASS_MAPPINGS = {}\n"
+    root = install_standin(comfy("", {"Slow": {"__init__.py": slow}}))
+    term = Terminal(_comfylock("verify", "--comfyui", str(root), "-p", str(venv)))
+    seen = term.read_until(lambda t: "verifying: ComfyUI is loading the custom nodes" in t and "(1 s)" in t)
+    running = term.proc.poll() is None
+    code = term.finish()
+    assert seen and running, term.text  # shown while the loader still runs, with its elapsed time
+    assert code == 0 and "1 of 1 custom nodes loaded" in term.text
+    done = subprocess.run(
+        _comfylock("-v", "verify", "--comfyui", str(root), "-p", str(venv)), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr  # off a terminal: one line with -v, no redrawing
+    assert done.stderr.startswith("comfylock: verifying: ComfyUI is loading the custom nodes")
+    assert "\r" not in done.stderr

@@ -185,6 +185,29 @@ def test_sync_that_breaks_a_node_rolls_back_by_itself_naming_node_error_and_pack
     assert doc["verify"]["regressions"][0]["packages"] == ["gadget"]
 
 
+def test_after_an_automatic_rollback_history_check_and_rollback_say_what_is_known(
+    comfy, venv, wheels, capsys
+):
+    """Found on the real ComfyUI: the broken state's entry carried no result, `check` gave no hint that
+    a rollback put the environment there, and `rollback --to` the broken state went there unwarned."""
+    root = first_sync(comfy, venv, wheels, capsys)
+    make_wheel(wheels, "gadget", "2.0", body=GADGET_2)
+    assert cli(root, venv, wheels, "compile", "-P", "gadget") == 0
+    assert cli(root, venv, wheels, "sync") == 1  # entry 2: before the sync; 3: the broken state
+    capsys.readouterr()
+    assert cli(root, venv, wheels, "history", "--json") == 0
+    entries = json.loads(capsys.readouterr().out)["entries"]
+    assert entries[-1]["trigger"].startswith("automatic rollback to 2")
+    assert entries[-1]["verify"]["failed"] == ["Always-Broken", "Uses-Gadget"]
+    assert cli(root, venv, wheels, "check", "--json") == 1
+    assert json.loads(capsys.readouterr().out)["rolled_back_to"] == 2
+    # Only asked for by number (a bare rollback never goes there): warned before it acts
+    assert cli(root, venv, wheels, "rollback", "--to", "3", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "rollback to history entry 3: undoes `automatic rollback to 2" in out
+    assert "warning: entry 3 was verified and Always-Broken, Uses-Gadget did not load in it" in out
+
+
 def test_a_node_broken_before_and_after_is_reported_not_rolled_back(comfy, venv, wheels, capsys):
     root = first_sync(comfy, venv, wheels, capsys)
     make_wheel(wheels, "other", "2.0")
