@@ -49,7 +49,7 @@ def compiled(r: CompileResult, out: Out) -> int:
             out(f"  policy {kind}: {detail}" + (f" (asked by {', '.join(sorted(who))})" if who else ""))
     if r.lock.meta.get("torch-backend"):
         backend = r.lock.meta["torch-backend"]
-        out(f"  torch build: {backend} (chosen for this machine; kept while it is installed)")
+        out(f"  torch build: {backend} (the lock's torch-backend, kept while that torch is installed)")
     for w in r.warnings:
         out(f"  warning: {w}")
     for u in r.undeclared:
@@ -103,7 +103,8 @@ def synced(r: SyncResult, out: Out, what: str, verbose: bool = False) -> int:
     verb = "would change" if r.dry_run else "changed"
     out(f"{what}: {verb} {len(r.plan.changes)} packages to match {_display(r.lock_path)}")
     print_changes(out, r.plan.changes, "plan" if r.dry_run else "done")
-    if r.entry is not None:
+    undone = r.check is not None and r.check.undo is not None
+    if r.entry is not None and not undone:  # once undone by verify, what it says below holds instead
         out(f"  previous state saved as history entry {r.entry.id} (`comfylock rollback` returns to it)")
     if r.check is not None:
         from comfylock.cli.verify import sync_lines

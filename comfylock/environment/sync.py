@@ -191,11 +191,30 @@ def apply(p: SyncPlan, python: Path, index: IndexOptions, *, offline: bool = Fal
                 f"{what} has no wheel for this platform: building from source "
                 "(needs its build tools, often a C/C++ compiler and cmake; can take minutes)"
             )
-    n = len(p.changes) + len([r for r in p.reinstall if r not in {c.name for c in p.changes}])
-    what = f"installing, upgrading and removing {n} packages with uv"
+    what = f"{_doing(p)} with uv"
     proc = resolve.sync(p.sync_text, python, index, offline=offline, reinstall=p.reinstall, what=what)
     # uv's warnings, when it did not draw them on the terminal itself
     return uvtext.parse(proc.stderr).warnings if proc.stderr else ()
+
+
+def _doing(p: SyncPlan) -> str:
+    """What uv is about to do, in words: "installing 4 packages", "changing 5 packages (3 installed,
+    1 upgraded, 1 removed)"."""
+    kinds: dict[str, int] = {}
+    for c in p.changes:
+        kinds[c.kind] = kinds.get(c.kind, 0) + 1
+    changed = {c.name for c in p.changes}
+    redo = len([r for r in p.reinstall if r not in changed])
+    if redo:
+        kinds["reinstalled"] = redo
+    n = sum(kinds.values())
+    noun = "package" if n == 1 else "packages"
+    verbs = {"added": "installing", "removed": "removing", "upgraded": "upgrading"}
+    verbs["reinstalled"] = "reinstalling"
+    if len(kinds) == 1 and next(iter(kinds)) in verbs:
+        return f"{verbs[next(iter(kinds))]} {n} {noun}"
+    words = {"added": "installed"}
+    return f"changing {n} {noun} (" + ", ".join(f"{k} {words.get(w, w)}" for w, k in kinds.items()) + ")"
 
 
 def needs_build(pins: list[str], python: Path, index: IndexOptions) -> list[str]:

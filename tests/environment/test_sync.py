@@ -125,3 +125,17 @@ def test_remove_torn_clears_a_half_removed_package_and_nothing_else(venv: Path, 
     assert (site / "numpy" / "__init__.py").is_file()  # whole: left to uv
     assert untouched.is_dir() and (site / "pillow" / "__init__.py").is_file()
     assert "tqdm" not in installed(venv)
+
+
+def test_what_uv_is_about_to_do_is_said_in_the_right_words():
+    from comfylock.environment.sync import SyncPlan, _doing
+    from comfylock.lockfile.lock import Change
+
+    def plan(*changes: Change, reinstall: tuple[str, ...] = ()) -> SyncPlan:
+        return SyncPlan(tuple(changes), (), "", reinstall)
+
+    assert _doing(plan(Change("a", None, "1"), Change("b", None, "2"))) == "installing 2 packages"
+    assert _doing(plan(Change("a", "1", None))) == "removing 1 package"
+    mixed = plan(Change("a", None, "1"), Change("b", "1.0", "2.0"), Change("c", "1", None))
+    assert _doing(mixed) == "changing 3 packages (1 installed, 1 upgraded, 1 removed)"
+    assert _doing(plan(reinstall=("torch",))) == "reinstalling 1 package"
