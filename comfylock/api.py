@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from comfylock._exceptions import InputError as InputError
 from comfylock._fs import atomic_write
-from comfylock.commands.compile import CompileResult as CompileResult
-from comfylock.commands.compile import compile as compile  # noqa: A004 - the command's name
 from comfylock.commands.context import Context as Context
 from comfylock.commands.context import command as _command
 from comfylock.commands.context import given_index as given_index
@@ -31,6 +29,8 @@ from comfylock.workspace.layout import Workspace
 # stages inside compile (see commands/compile.py): a no-op `sync` at every ComfyUI start needs none.
 if TYPE_CHECKING:
     from comfylock.commands.check import CheckReport
+    from comfylock.commands.compile import CompileResult as CompileResult
+    from comfylock.commands.compile import compile as compile  # noqa: A004 - the command's name
 
     # What __getattr__ (at the end) gives, for type checkers; `X as X` marks each as exported.
     from comfylock.commands.lock_tools import DiffResult as DiffResult
@@ -129,6 +129,7 @@ _ELSEWHERE = {
         "comfylock.commands.policy_tools",
     ),
     **dict.fromkeys(("RollbackInfo", "rollback", "rolled_back"), "comfylock.commands.rollback"),
+    **dict.fromkeys(("CompileResult", "compile"), "comfylock.commands.compile"),
 }
 
 

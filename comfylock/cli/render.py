@@ -167,9 +167,12 @@ def checked(r: CheckReport, lock_path: Path, out: Out) -> int:
     data["broken"] = [
         {"package": b.package, "requirement": b.requirement, "installed": b.installed} for b in r.broken
     ]
-    from comfylock.resolve.stale import report as intended_json
+    if r.intended:  # only the slow path finds any: the quick one needs none of stale's imports
+        from comfylock.resolve.stale import report as intended_json
 
-    data["intended"] = intended_json(r.intended)
+        data["intended"] = intended_json(r.intended)
+    else:
+        data["intended"] = []
     out.json("check", data)
     for line in report_lines(stale=r.stale, broken=r.broken, intended=r.intended):
         out(line)

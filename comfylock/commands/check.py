@@ -3,31 +3,22 @@ what `uv pip check` finds broken apart from what the lock's policies do on purpo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from comfylock._exceptions import ComfylockError
-from comfylock.commands.compile import collect_requirements
 from comfylock.commands.context import Context
 from comfylock.environment import history, state, sync
-from comfylock.environment.target import Target
-from comfylock.explain import inspect
 from comfylock.lockfile import export
-from comfylock.lockfile.lock import Lock
-from comfylock.resolve import quick, request
-from comfylock.resolve import uv as resolve
-from comfylock.resolve.fingerprint import policy_names
-from comfylock.resolve.index import IndexOptions
-from comfylock.resolve.stale import (
-    Intended,
-    TorchAsk,
-    explain,
-    index_from_args,
-    read_inputs,
-    split_broken,
-)
-from comfylock.resolve.torch_backend import asked
+from comfylock.resolve import quick
+
+# What only the slow path needs (collecting, the policy, the fingerprint, `uv pip check`) is imported
+# there: a `check` whose inputs did not change since the compile answers without any of it.
+if TYPE_CHECKING:
+    from comfylock.environment.target import Target
+    from comfylock.explain import inspect
+    from comfylock.lockfile.lock import Lock
+    from comfylock.resolve.stale import Intended
 
 
 @dataclass(frozen=True)
@@ -59,6 +50,10 @@ def check_report(ctx: Context) -> CheckReport:
         # Inputs unchanged since this lock was compiled (nothing stale), and the environment is exactly
         # one uv resolution (nothing broken): no collecting, no `uv pip check`.
         return CheckReport(p, unfinished=unfinished)
+    from comfylock.explain import inspect
+    from comfylock.resolve import uv as resolve
+    from comfylock.resolve.stale import split_broken
+
     try:
         stale = _stale_now(ctx, target, the_lock)
     except ComfylockError as e:
@@ -74,6 +69,16 @@ def check_report(ctx: Context) -> CheckReport:
 def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Stale]:
     """compile's own question: does the fingerprint of today's inputs match the lock's? Asked with the
     arguments the last compile of this lock ran with (its record), else with compile's defaults."""
+    import os
+    from pathlib import Path
+
+    from comfylock.commands.compile import collect_requirements
+    from comfylock.resolve import request
+    from comfylock.resolve.fingerprint import policy_names
+    from comfylock.resolve.index import IndexOptions
+    from comfylock.resolve.stale import TorchAsk, explain, index_from_args, read_inputs
+    from comfylock.resolve.torch_backend import asked
+
     if "fingerprint" not in the_lock.meta:
         return []  # a pylock or a plain requirements file: nothing to compare
     ws, cfg = ctx.ws, ctx.config
