@@ -98,7 +98,7 @@ def test_a_first_sync_on_a_terminal_shows_uv_progress_before_the_end(comfy, venv
     term = Terminal(_comfylock("sync", "--comfyui", str(root), "-p", str(venv)))
     assert term.finish() == 0
     text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", term.text)  # uv's colours and cursor moves
-    heading = text.index("comfylock: installing, upgrading and removing 2 packages with uv")
+    heading = text.index("comfylock: installing 2 packages with uv")
     uv_lines = text.index("Installed 2 packages")  # uv's own report, drawn on the terminal as it works
     assert heading < uv_lines < text.index("sync: changed 2 packages")
     assert "\x1b[" in term.text  # uv drew on a terminal (colour, redrawn lines), not into a pipe
@@ -126,7 +126,7 @@ def test_off_a_terminal_one_line_per_step_with_v_and_nothing_with_q(comfy, venv,
     done = subprocess.run(_comfylock("sync", "-v", "--json", *base), capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr and "\x1b[" not in done.stderr  # never a bar off a terminal
-    assert "comfylock: installing, upgrading and removing 2 packages with uv" in done.stderr.splitlines()
+    assert "comfylock: installing 2 packages with uv" in done.stderr.splitlines()
 
 
 def _sdist_only(folder: Path, name: str, version: str) -> None:
