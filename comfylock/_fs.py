@@ -106,12 +106,7 @@ class _Flusher:
                 if not self.items:
                     return
                 fd, folder = self.items.pop(0)
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            _fsync_and_close(fd)
             _sync_dir(folder)
 
     def close(self) -> None:
@@ -169,6 +164,12 @@ def _sync_dir(folder: Path) -> None:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
+    _fsync_and_close(fd)
+
+
+def _fsync_and_close(fd: int) -> None:
+    """Flush `fd` to disk as far as the system allows (a folder cannot be fsynced on Windows), then
+    close it: a failed flush is no reason to fail a write that has already happened."""
     try:
         os.fsync(fd)
     except OSError:
