@@ -29,8 +29,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
+# The corpus against PyPI (cases 1-5, V1-V2), then the real ComfyUI broken on purpose and undone by itself.
 bench-real: $(STAMP)
 	$(BIN)/python benchmarks/run.py --real
+	COMFYLOCK_REAL_TESTS=1 $(BIN)/python -m pytest -q -m real
 
 bench-peers: $(STAMP)
 	$(BIN)/python benchmarks/run.py --peers
