@@ -48,10 +48,11 @@ def run(root: Path, venv: Path, index: Path | None, *args: str, quiet: bool = Fa
 
 class LocalIndex:
     """A wheel folder served on 127.0.0.1: a PEP 503 simple index at `url`, a --find-links page at
-    `root`; optionally behind basic auth; stoppable (the index going away). Records the Authorization
-    headers it saw."""
+    `root`; optionally behind basic auth, and answering each request after `delay` seconds (long enough
+    to catch a client's command line in /proc, bounded for a test); stoppable (the index going away).
+    Records the Authorization headers (`seen`) and the paths (`paths`) it was asked for."""
 
-    def __init__(self, folder: Path, auth: tuple[str, str] | None = None) -> None:
+    def __init__(self, folder: Path, auth: tuple[str, str] | None = None, delay: float = 0) -> None:
         index = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +62,8 @@ class LocalIndex:
             def do_GET(self, body: bool = True) -> None:  # noqa: N802
                 self.body = body
                 index.seen.append(self.headers.get("Authorization"))
+                index.paths.append(self.path)
+                time.sleep(delay)
                 if auth and self.headers.get("Authorization") != index.expected:
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="test"')
@@ -96,6 +99,7 @@ class LocalIndex:
                 pass
 
         self.seen: list[str | None] = []
+        self.paths: list[str] = []
         self.expected = "Basic " + base64.b64encode(":".join(auth).encode()).decode() if auth else None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.root = f"http://127.0.0.1:{self.server.server_address[1]}/"
@@ -107,6 +111,7 @@ class LocalIndex:
         self.server.server_close()
 
     def with_auth(self, user: str, password: str) -> str:
+        """`url` with credentials in it."""
         return self.url.replace("http://", f"http://{user}:{password}@")
 
 

@@ -9,7 +9,6 @@ hid the config hole in 0.1.0, so these tests must not lean on it.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import LocalIndex
 from wheels import make_wheel
 
 from comfylock import api
@@ -113,66 +113,6 @@ def one_line_refusal(done: subprocess.CompletedProcess[str], where: str) -> None
     assert len(errors) == 1 and re.search(where, errors[0].replace("\\", "/")), done.stderr
 
 
-class SlowIndex:
-    """A PEP 503 index of a wheel folder on 127.0.0.1 behind basic auth, answering each request after
-    `delay` seconds: long enough to catch uv's command line in /proc, bounded for the test."""
-
-    def __init__(self, folder: Path, auth: tuple[str, str], delay: float = 0.4) -> None:
-        expected = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
-        seen = self.seen = list[str]()
-
-        class Handler(BaseHTTPRequestHandler):
-            body = True
-
-            def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
-                self.body = False
-                self.do_GET()
-
-            def do_GET(self) -> None:  # noqa: N802
-                seen.append(self.path)
-                time.sleep(delay)
-                if self.headers.get("Authorization") != expected:
-                    self.send_response(401)
-                    self.send_header("WWW-Authenticate", 'Basic realm="t"')
-                    self.end_headers()
-                    return
-                parts = [p for p in self.path.split("/") if p]
-                if len(parts) == 2 and parts[0] == "simple":
-                    links = "".join(
-                        f'<a href="/files/{w.name}">{w.name}</a>\n'
-                        for w in sorted(folder.iterdir())
-                        if w.name.split("-")[0].lower() == parts[1]
-                    )
-                    self.reply(f"<html><body>{links}</body></html>".encode(), "text/html")
-                elif len(parts) == 2 and parts[0] == "files" and (folder / parts[1]).is_file():
-                    self.reply((folder / parts[1]).read_bytes(), "application/octet-stream")
-                else:
-                    self.send_error(404)
-
-            def reply(self, data: bytes, kind: str) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.body:
-                    self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, user: str = "", password: str = "") -> str:
-        auth = f"{user}:{password}@" if user else ""
-        return f"http://{auth}127.0.0.1:{self.port}/simple"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def cmdlines() -> list[bytes]:
     out = []
     for entry in os.scandir("/proc"):
@@ -252,17 +192,17 @@ def test_uv_environment_is_an_allow_list():
 
 def test_named_uv_index_is_locked_in_a_form_pip_accepts(tmp_path, venv, comfy, monkeypatch):
     folder = wheels(tmp_path / "private", "1.0", "gamma")
-    index = SlowIndex(folder, ("alice", "s3cret"), delay=0)
+    index = LocalIndex(folder, ("alice", "s3cret"))
     try:
         root = comfy("gamma\n")
-        monkeypatch.setenv("UV_INDEX", f"mine={index.url()}")
+        monkeypatch.setenv("UV_INDEX", f"mine={index.url}")
         monkeypatch.setenv("UV_INDEX_MINE_USERNAME", "alice")
         monkeypatch.setenv("UV_INDEX_MINE_PASSWORD", "s3cret")
         monkeypatch.setenv("UV_DEFAULT_INDEX", (tmp_path / "empty").as_uri())
         (tmp_path / "empty").mkdir()
         assert main(["compile", "--comfyui", str(root), "--python", str(venv)]) == 0
         text = (root / "comfylock.lock").read_text()
-        assert f"\n--extra-index-url {index.url()}\n" in text and "mine=" not in text
+        assert f"\n--extra-index-url {index.url}\n" in text and "mine=" not in text
         assert "gamma==1.0" in text
     finally:
         index.stop()
@@ -278,12 +218,12 @@ def test_credentials_never_in_any_command_line(tmp_path, venv, comfy, how):
     password: the token must never be in one, and uv must have been seen running."""
     token = "tok-" + os.urandom(6).hex()
     folder = wheels(tmp_path / "private", "1.0", "gamma", "beta")
-    index = SlowIndex(folder, ("alice", token))
+    index = LocalIndex(folder, ("alice", token), delay=0.4)
     try:
         root = comfy("gamma\nbeta\n")
         env, work = hostile_env(tmp_path, tmp_path / "nowhere")
         env["UV_CACHE_DIR"] = str(tmp_path / "cache")  # cold: every file comes from the slow index
-        secret_url = index.url("alice", token)
+        secret_url = index.with_auth("alice", token)
         extra: list[str] = []
         if how == "--index-url":
             extra = ["--index-url", secret_url]
@@ -298,7 +238,7 @@ def test_credentials_never_in_any_command_line(tmp_path, venv, comfy, how):
         else:
             env[how] = secret_url
             env["UV_DEFAULT_INDEX" if how != "UV_INDEX_URL" else "UV_PYTHON_DOWNLOADS"] = (
-                index.url("alice", token) if how != "UV_INDEX_URL" else "never"
+                index.with_auth("alice", token) if how != "UV_INDEX_URL" else "never"
             )
         base = ["--comfyui", str(root), "--python", str(venv)]
         leaked: list[bytes] = []
