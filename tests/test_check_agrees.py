@@ -7,12 +7,10 @@ Real uv on hand-written wheels, through the CLI.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import STANDARD
+from helpers import STANDARD, install
 from wheels import make_index
 
 from comfylock.cli.main import main
@@ -87,23 +85,7 @@ def test_installed_versions_a_policy_reads_are_named_when_they_make_the_lock_sta
     root = comfy("torch\n")
     assert run(root, venv, wheels, "compile") == 0
     assert run(root, venv, wheels, "sync") == 0
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "uv",
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(venv),
-            "--no-index",
-            "--find-links",
-            str(wheels),
-            "torch==2.5.1",
-        ],
-        check=True,
-    )
+    install(venv, wheels, "torch==2.5.1")
     capsys.readouterr()
     assert run(root, venv, wheels, "check") == 1
     out = capsys.readouterr().out
@@ -128,24 +110,7 @@ def test_broken_by_policy_is_a_note_and_real_breakage_still_warns(comfy, venv, w
     assert not [line for line in out.splitlines() if line.startswith(("note:", "warning:"))]
     assert "environment matches" in out
     # Real breakage still warns: a package installed by hand without its dependency.
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "uv",
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(venv),
-            "--no-index",
-            "--find-links",
-            str(wheels),
-            "--no-deps",
-            "lonely",
-        ],
-        check=True,
-    )
+    install(venv, wheels, "--no-deps", "lonely")
     assert run(root, venv, wheels, "check") == 1
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
     assert notes == [note.replace("pixeloe asks", "lonely, pixeloe ask")]
@@ -164,26 +129,7 @@ def test_broken_by_policy_is_a_note_and_real_breakage_still_warns(comfy, venv, w
 
 
 def test_diff_against_a_history_entry_leaves_out_what_sync_never_removes(comfy, venv, wheels, capsys):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "uv",
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(venv),
-            "--no-index",
-            "--find-links",
-            str(wheels),
-            "pip",
-            "tomli-w",
-            "uv",
-            "idna==3.7",
-        ],
-        check=True,
-    )
+    install(venv, wheels, "pip", "tomli-w", "uv", "idna==3.7")
     root = comfy("tqdm\n")
     assert run(root, venv, wheels, "compile") == 0
     assert run(root, venv, wheels, "sync") == 0

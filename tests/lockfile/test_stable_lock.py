@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import STANDARD, installed
+from helpers import STANDARD, install, installed
 from wheels import make_index
 
 from comfylock.cli.main import main
@@ -88,23 +88,7 @@ def test_compile_sync_compile_gives_the_same_bytes_and_up_to_date(comfy, venv, t
 
 def test_an_installed_stack_stays_and_the_lock_is_stable(comfy, venv, torch_index, capsys):
     """torch 2.5.1 was there before comfylock: it is pinned, and nothing moves after the sync."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "uv",
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(venv),
-            "--no-index",
-            "--find-links",
-            str(torch_index),
-            "torch==2.5.1",
-        ],
-        check=True,
-    )
+    install(venv, torch_index, "torch==2.5.1")
     root = comfy("torch\n", NODES)
     lock = root / "comfylock.lock"
     assert run(root, venv, torch_index, "compile") == 0
