@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_VARIANT = re.compile(r"requirements.*\.txt", re.IGNORECASE)
+from comfylock._exceptions import InputError
+from comfylock._fs import read_bytes
+from comfylock.collect.reqfile import _VARIANT
+from comfylock.collect.types import CORE, USER
+
 _MAX_BYTES = 1_000_000  # a bigger install.py is not read for hints
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~]*")
 
@@ -68,11 +72,9 @@ def scan(node: str, folder: Path, chosen: str | None, declared: int = 0) -> Unde
 
 
 def _parse(path: Path) -> ast.AST | None:
-    try:
-        if path.stat().st_size > _MAX_BYTES:
-            return None
-        return ast.parse(path.read_bytes(), filename=path.name)
-    except (OSError, SyntaxError, ValueError):
+    try:  # through the guarded reader: a FIFO or a huge file is no hint, never a hang
+        return ast.parse(read_bytes(path, _MAX_BYTES), filename=path.name)
+    except (OSError, InputError, SyntaxError, ValueError):
         return None
 
 
@@ -154,7 +156,7 @@ def scan_inputs(inputs: Iterable[Any], settings: Mapping[str, Any]) -> tuple[Und
     out = []
     for inp in inputs:
         mine = settings.get(inp.node)
-        if inp.node in ("core", "user") or (mine is not None and (mine.source or mine.requirements)):
+        if inp.node in (CORE, USER) or (mine is not None and (mine.source or mine.requirements)):
             continue
         found = scan(inp.node, inp.path, inp.chosen, len(inp.requirements))
         if found is not None:

@@ -21,6 +21,7 @@ from comfylock.explain.imports import FAMILIES
 from comfylock.explain.inspect import Broken, Stale
 from comfylock.lockfile.lock import Lock
 from comfylock.policy import apply as policy
+from comfylock.policy.merge import always
 from comfylock.resolve import request
 from comfylock.resolve.fingerprint import fingerprint
 from comfylock.resolve.index import IndexOptions
@@ -90,12 +91,9 @@ def read_inputs(
 
 def skipped_by(pol: policy.Policy) -> frozenset[str]:
     """Packages the policy always leaves out (a first-match `skip` with no condition)."""
-    out = set()
-    for name, sections in pol.entries.items():
-        first = (sections.get("apply_first_match") or [None])[0]
-        if isinstance(first, dict) and first.get("type") == "skip" and "condition" not in first:
-            out.add(name)
-    return frozenset(out)
+    return frozenset(
+        n for n, s in pol.entries.items() if (e := always(s, "apply_first_match")) and e["type"] == "skip"
+    )
 
 
 def torch_choice_for(

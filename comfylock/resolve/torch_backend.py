@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -124,6 +123,8 @@ def detect(environ: Mapping[str, str] | None = None, platform: str | None = None
 
 def _nvidia_smi() -> tuple[int, int] | None:
     """The CUDA version nvidia-smi's header prints ("CUDA Version: 12.4"), when it runs."""
+    import subprocess  # here: only the GPU question asks it, not every read of config.toml
+
     try:
         done = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):

@@ -69,9 +69,6 @@ def run_uv(
     instead of being captured, so `proc.stderr` is None."""
     full_env, extra = child_env(os.environ if env is None else env, index)
     cmd = [uv_bin(), *args, *extra, *(_progress.uv_args() if show else ())]
-    if not show:
-        # uv's own colours and progress bars would end up in the messages comfylock quotes.
-        full_env.setdefault("NO_COLOR", "1")
     import subprocess  # not at import: a no-op sync runs no uv at all
 
     # uv runs in a private folder of its own unless told otherwise: whatever the current folder or its

@@ -148,14 +148,14 @@ def load_config(user_dir: Path) -> Config:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise InputError("verify-timeout must be a positive number of seconds", path=path)
     backend = data.get("torch-backend")
-    from comfylock.resolve.torch_backend import check
-
     if backend is not None and not isinstance(backend, str):
         raise InputError("torch-backend must be a string", path=path)
-    try:
-        if backend is not None:
+    if backend is not None:
+        from comfylock.resolve.torch_backend import check
+
+        try:
             check(backend, "torch-backend")
-    except InputError as e:
-        raise InputError(e.message, path=path, hint=e.hint) from None
+        except InputError as e:
+            raise InputError(e.message, path=path, hint=e.hint) from None
     sha = hashlib.sha256(raw).hexdigest()
     return Config(nodes, frozenset(skip), index, torch_index, path, sha, verify, float(timeout), backend)

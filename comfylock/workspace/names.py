@@ -11,9 +11,8 @@ from pathlib import Path
 
 from comfylock._exceptions import InputError
 from comfylock.workspace.config import Config
+from comfylock.workspace.layout import RESERVED_NAMES as _SPECIAL  # config sections for ComfyUI, the user
 from comfylock.workspace.layout import Workspace
-
-_SPECIAL = ("core", "user")  # collect.CORE and collect.USER: config sections for ComfyUI and the user
 
 
 def check_node_names(ws: Workspace, skip_nodes: Iterable[str], cfg: Config) -> None:
