@@ -87,32 +87,23 @@ class _Flusher:
     """fsyncs, in a thread, the files written inside flushed_behind() (descriptors kept open)."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[int, Path]] = []
-        self.closed = False
-        self.cond = threading.Condition()
+        import queue  # here: only a sync flushes behind, and every command imports this module
+
+        self.items: queue.SimpleQueue[tuple[int, Path] | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def append(self, item: tuple[int, Path]) -> None:
-        with self.cond:
-            self.items.append(item)
-            self.cond.notify()
+        self.items.put(item)
 
     def run(self) -> None:
-        while True:
-            with self.cond:
-                while not self.items and not self.closed:
-                    self.cond.wait()
-                if not self.items:
-                    return
-                fd, folder = self.items.pop(0)
+        while (item := self.items.get()) is not None:  # in order; None: close() was called
+            fd, folder = item
             _fsync_and_close(fd)
             _sync_dir(folder)
 
     def close(self) -> None:
-        with self.cond:
-            self.closed = True
-            self.cond.notify()
+        self.items.put(None)
         self.thread.join()
 
 

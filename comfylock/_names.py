@@ -46,3 +46,9 @@ def node_file(path: Path, folder: Path | None) -> str:
     if folder is not None and path.is_relative_to(folder):
         return path.relative_to(folder).as_posix()
     return path.name
+
+
+def shell_quote(name: str) -> str:
+    """A name as a command line shown to the user may hold it: double quotes work in POSIX shells, cmd
+    and PowerShell alike."""
+    return name if re.fullmatch(r"[A-Za-z0-9._+-]+", name) else f'"{name}"'

@@ -10,9 +10,11 @@ def portable(path: Path, root: Path) -> str:
     folder outside it; as given (forward slashes) otherwise. A relative path is taken as it is."""
     if not path.is_absolute():
         return path.as_posix()
-    for base in dict.fromkeys((root, root.resolve())):
-        if path.is_relative_to(base):
-            return path.relative_to(base).as_posix()
+    if path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    real = root.resolve()  # asks the file system: only when the plain prefix did not match
+    if real != root and path.is_relative_to(real):
+        return path.relative_to(real).as_posix()
     try:
         home = Path.home()
     except RuntimeError:  # no home folder known (a service account)

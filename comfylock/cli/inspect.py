@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from comfylock.cli.out import Out, where
 from comfylock.cli.out import display as _display
+from comfylock.workspace.layout import USER_POLICY_FILE as POLICY_FILE
 
 if TYPE_CHECKING:
     from comfylock.explain.inspect import Broken, Caused, Duplicate, Stale
@@ -163,10 +164,6 @@ def report_lines(
     `uv pip check` reports that a policy does on purpose (_stale.Intended: a note, not a warning)."""
     out = []
     for d in duplicates:
-        from comfylock.explain.conflicts import (
-            POLICY_FILE,  # here: it brings the resolver's explainer, which check needs not
-        )
-
         asked = "; ".join(f"{k} by {', '.join(v)}" if v else k for k, v in d.asked_by.items())
         out.append(
             f"{d.severity}: {', '.join(d.dists)} all install `import {d.module}`: {d.reason} ({asked})"

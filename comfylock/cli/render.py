@@ -117,7 +117,7 @@ def synced(r: SyncResult, out: Out, what: str, verbose: bool = False) -> int:
 
 def rollback_plan(info: RollbackInfo, plan: SyncPlan, out: Out) -> None:
     """What a rollback will undo, said before anything changes."""
-    for line in _report.rollback_lines(info, plan, len(plan.changes)):
+    for line in _report.rollback_lines(info, len(plan.changes)):
         out(line)
 
 

@@ -69,13 +69,13 @@ def compile_report(r: CompileResult) -> dict[str, Any]:
                 "files": list(u.files),
                 "hint": u.hint(),
             }
-            for u in getattr(r, "undeclared", ())
+            for u in r.undeclared
         ],
     }
 
 
 def sync_report(r: SyncResult) -> dict[str, Any]:
-    info = getattr(r, "rollback", None)
+    info = r.rollback
     extra = {}
     if info is not None:  # rollback's report: what it undoes
         e = info.entry
@@ -132,7 +132,7 @@ def history_report(entries: Iterable[Entry]) -> dict[str, Any]:
     }
 
 
-def rollback_lines(info: Any, plan: Any, changes: int) -> list[str]:
+def rollback_lines(info: Any, changes: int) -> list[str]:
     """What a rollback undoes, said before it does it (and all a --dry-run does)."""
     e = info.entry
     # A no-op sync records nothing, so the newest entry's change may be older than the last sync run.

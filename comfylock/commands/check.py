@@ -69,13 +69,11 @@ def check_report(ctx: Context) -> CheckReport:
 def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Stale]:
     """compile's own question: does the fingerprint of today's inputs match the lock's? Asked with the
     arguments the last compile of this lock ran with (its record), else with compile's defaults."""
-    import os
     from pathlib import Path
 
     from comfylock.commands.compile import collect_requirements
     from comfylock.resolve import request
     from comfylock.resolve.fingerprint import policy_names
-    from comfylock.resolve.index import IndexOptions
     from comfylock.resolve.stale import TorchAsk, explain, index_from_args, read_inputs
     from comfylock.resolve.torch_backend import asked
 
@@ -92,7 +90,7 @@ def _stale_now(ctx: Context, target: Target, the_lock: Lock) -> list[inspect.Sta
         backend = asked(args.get("torch_backend"), cfg.torch_backend)
     else:
         skip, files, default_policy = cfg.skip, [], True
-        index = cfg.index or IndexOptions.from_env(os.environ)
+        index = ctx.index()
         python_version = the_lock.meta.get("target-python-version")
         python_platform = the_lock.meta.get("target-python-platform")
         backend = asked(None, cfg.torch_backend)

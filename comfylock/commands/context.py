@@ -45,7 +45,9 @@ class Context:
         `uv_env`) uv's own variables."""
         if given:  # an empty IndexOptions gives nothing either
             return given
-        return self.config.index or (IndexOptions.from_env(os.environ) if uv_env else self.config.index)
+        if not uv_env:
+            return self.config.index
+        return self.config.index or IndexOptions.from_env(os.environ)
 
     @functools.cached_property
     def probe(self) -> TargetProbe:

@@ -92,10 +92,9 @@ def sync_env(
         if not dry_run and unfinished:  # the killed sync had done all that mattered; only debris was left
             history.end(ctx.ws.user_dir)
         return SyncResult(p, path, None, dry_run, tuple(warnings))
-    index = IndexOptions.from_lines(the_lock.options) if the_lock.options else None
     # As compile: uv sees no UV_* index variable of its own, so a lock naming no index uses the
     # config's, else the one those variables name.
-    index = index or ctx.config.index or IndexOptions.from_env(os.environ)
+    index = ctx.index(IndexOptions.from_lines(the_lock.options) if the_lock.options else None)
     # A lock holds index URLs without credentials; the user's own settings give them back.
     known = [*ctx.config.index.args(), *IndexOptions.from_env(os.environ).args()]
     index = IndexOptions(

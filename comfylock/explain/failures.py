@@ -5,19 +5,19 @@ lines (sync)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from comfylock._exceptions import UvError
+from comfylock._names import shell_quote as _quote
 from comfylock.resolve import uvtext
+from comfylock.workspace.layout import USER_POLICY_FILE as POLICY_FILE
 
 if TYPE_CHECKING:
     from comfylock.collect.gather import Req
     from comfylock.lockfile.lock import Lock
 
-POLICY_FILE = "user/comfylock/pip-policy.user.json"
 
 
 def _where(r: Req, root: Path | None) -> str:
@@ -25,11 +25,6 @@ def _where(r: Req, root: Path | None) -> str:
     if root is not None and path.is_relative_to(root):
         path = path.relative_to(root)
     return f"{path.as_posix()}:{r.source.line}"
-
-
-def _quote(name: str) -> str:
-    # Double quotes work in POSIX shells, cmd and PowerShell alike (as in the conflict report's ways out).
-    return name if re.fullmatch(r"[A-Za-z0-9._+-]+", name) else f'"{name}"'
 
 
 def _what_to_do(nodes: Sequence[str], names: Sequence[str], url: bool) -> str:

@@ -6,7 +6,6 @@ It runs over a ResolveFn callback, so it is testable without uv and drivable wit
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ from packaging.requirements import Requirement
 
 from comfylock._exceptions import ResolutionError
 from comfylock._names import canon, req_name, words
+from comfylock._names import shell_quote as _quote
 from comfylock.collect.gather import CORE, USER
 from comfylock.explain.terms import (
     DEFAULT_BUDGET,
@@ -307,11 +307,6 @@ class _Search:
             ):
                 out.append(way)
         return out
-
-
-def _quote(name: str) -> str:
-    # Double quotes work in POSIX shells, cmd and PowerShell alike.
-    return name if re.fullmatch(r"[A-Za-z0-9._+-]+", name) else f'"{name}"'
 
 
 # --- printing ------------------------------------------------------------------------------------

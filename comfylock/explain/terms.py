@@ -13,11 +13,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from comfylock._exceptions import ResolutionError
 from comfylock._names import canon
 from comfylock.lockfile.lock import Request
-from comfylock.workspace.layout import Workspace
+from comfylock.workspace.layout import USER_POLICY_FILE
 
 DEFAULT_BUDGET = 12
 POLICY = "<policy>"  # constraints made by policies: in every trial, never a group to leave out
-POLICY_FILE = "/".join((*Workspace.USER_DIR, Workspace.USER_POLICY))
+POLICY_FILE = USER_POLICY_FILE
 
 # One requirement line that takes part: the record the lock keeps under a pin (node, file relative to
 # the node folder, line, text); policy-made constraints read ("policy", "pip-policy", 0, text).

@@ -307,9 +307,3 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
     except OSError:
         pass
-
-
-def summary(result: VerifyResult) -> str:
-    loaded = sum(1 for n in result.nodes if n.loaded)
-    text = f"{loaded} of {len(result.nodes)} custom nodes loaded"
-    return text if result.started or result.failed else f"ComfyUI did not start: {result.error}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,10 +147,3 @@ def _mentions(text: str, name: str) -> bool:
     return False
 
 
-def missing_hints(result: VerifyResult) -> list[tuple[str, str, str | None]]:
-    """(node, missing module, requirement to add or None) for every ModuleNotFoundError."""
-    return [(n.name, n.missing_module, provider(n.missing_module)) for n in result.failed if n.missing_module]
-
-
-def names(items: Iterable[Regression]) -> list[str]:
-    return [r.node for r in items]

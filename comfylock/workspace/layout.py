@@ -94,6 +94,10 @@ class Workspace:
         return self.root / "requirements.txt"
 
 
+# The user's policy file as messages name it: relative to the ComfyUI folder, forward slashes.
+USER_POLICY_FILE = "/".join((*Workspace.USER_DIR, Workspace.USER_POLICY))
+
+
 def _is_comfyui(path: Path) -> bool:
     """A ComfyUI folder has custom_nodes/ plus one of the files every checkout or portable build ships."""
     return (path / "custom_nodes").is_dir() and (
