@@ -20,6 +20,44 @@ NORMAL_VERSION = re.compile(
 )
 
 
+_PLAIN = re.compile(r"[0-9]+(?:[.][0-9]+)*")  # a release with no epoch, pre, post, dev or local part
+_NORMAL_PARTS = re.compile(r"((?:[0-9]+!)?)([0-9]+(?:[.][0-9]+)*)(.*)")
+_ZEROS = re.compile(r"(?<![0-9])0+(?=[0-9])")
+
+
+def _trimmed(release: str) -> tuple[int, ...]:
+    parts = [int(p) for p in release.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:  # 1.0 == 1.0.0, as packaging compares them
+        parts.pop()
+    return tuple(parts)
+
+
+def release(version: str) -> tuple[int, ...] | None:
+    """A plain release (`1.26.4`) as packaging orders it, without packaging's import cost; None for
+    any other version, which packaging must compare."""
+    return _trimmed(version) if _PLAIN.fullmatch(version) else None
+
+
+def same_version(a: str, b: str) -> bool | None:
+    """Whether two versions are equal as packaging compares them, when both are in PEP 440's normal
+    form (as .dist-info folders and uv's pins write them): there only the release's trailing zeros
+    may differ between equal versions. None: packaging must decide."""
+    if not (NORMAL_VERSION.fullmatch(a) and NORMAL_VERSION.fullmatch(b)):
+        return None
+    ma, mb = _NORMAL_PARTS.fullmatch(a), _NORMAL_PARTS.fullmatch(b)
+    if ma is None or mb is None:
+        return None
+    return _parts(ma) == _parts(mb)
+
+
+def _parts(m: re.Match[str]) -> tuple[int, tuple[int, ...], str, str]:
+    epoch = int(m[1][:-1]) if m[1] else 0
+    suffix, _, local = m[3].partition("+")
+    # rc01 == rc1; a local label's all-digit parts are numbers too (+01 == +1), its others text
+    label = ".".join(str(int(x)) if x.isdigit() else x for x in local.split(".")) if local else ""
+    return epoch, _trimmed(m[2]), _ZEROS.sub("", suffix), label
+
+
 def canon(name: str) -> str:
     """PEP 503's normal form. Not packaging's canonicalize_name: the no-op sync path (every ComfyUI
     start) must not pay packaging's import cost."""

@@ -16,17 +16,11 @@ from comfylock.commands.context import Context as Context
 from comfylock.commands.context import command as _command
 from comfylock.commands.context import given_index as given_index
 from comfylock.commands.context import lock_path as lock_path
-from comfylock.commands.sync import SyncResult as SyncResult
-from comfylock.commands.sync import sync_env as sync_env
-from comfylock.commands.sync import verify as verify
-from comfylock.environment import history, sync
-from comfylock.environment import state as _envstate
-from comfylock.lockfile import export
 from comfylock.resolve.index import IndexOptions as IndexOptions
 from comfylock.workspace.layout import Workspace
 
-# The other commands' modules are imported on first use (__getattr__, at the end), and compile's own
-# stages inside compile (see commands/compile.py): a no-op `sync` at every ComfyUI start needs none.
+# The commands' modules are imported on first use (__getattr__, at the end), and compile's own stages
+# inside compile (see commands/compile.py): each command pays only for its own imports.
 if TYPE_CHECKING:
     from comfylock.commands.check import CheckReport
     from comfylock.commands.compile import CompileResult as CompileResult
@@ -51,6 +45,11 @@ if TYPE_CHECKING:
     from comfylock.commands.rollback import RollbackInfo as RollbackInfo
     from comfylock.commands.rollback import rollback as rollback
     from comfylock.commands.rollback import rolled_back as rolled_back
+    from comfylock.commands.sync import SyncResult as SyncResult
+    from comfylock.commands.sync import sync_env as sync_env
+    from comfylock.commands.sync import verify as verify
+    from comfylock.environment import history
+    from comfylock.environment.sync import SyncPlan
 
 
 # The user's files, for callers that imported them from here; Workspace names every file.
@@ -62,11 +61,17 @@ USER_POLICY = Workspace.USER_POLICY
 
 
 def list_history(ctx: Context) -> list[history.Entry]:
+    from comfylock.environment import history
+
     return history.entries(ctx.ws.user_dir)
 
 
-def check(ctx: Context) -> sync.SyncPlan:
+def check(ctx: Context) -> SyncPlan:
     """What differs between the target environment and the lock (an empty plan: they match)."""
+    from comfylock.environment import history
+    from comfylock.environment import state as _envstate
+    from comfylock.lockfile import export
+
     target = ctx.probe.read()
     unfinished = history.pending(ctx.ws.user_dir)
     return _envstate.plan(
@@ -130,6 +135,7 @@ _ELSEWHERE = {
     ),
     **dict.fromkeys(("RollbackInfo", "rollback", "rolled_back"), "comfylock.commands.rollback"),
     **dict.fromkeys(("CompileResult", "compile"), "comfylock.commands.compile"),
+    **dict.fromkeys(("SyncResult", "sync_env", "verify"), "comfylock.commands.sync"),
 }
 
 

@@ -7,6 +7,7 @@ Kept apart from cli.py so a new subcommand gets all of it by being registered, w
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -144,12 +145,31 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """argparse's own formatting, except an examples epilog keeps its lines and alignment."""
+    """argparse's own formatting, except an examples epilog keeps its lines and alignment.
+
+    argparse makes a formatter for every option it adds (to check its metavar), and its own asks
+    shutil, imported for that, for the terminal's width each time; this one asks once."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width=_columns() - 2)
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         if text.startswith("examples:"):
             return "".join(indent + line for line in text.splitlines(keepends=True))
         return super()._fill_text(text, width, indent)
+
+
+@functools.cache
+def _columns() -> int:
+    """The terminal's width as shutil.get_terminal_size gives it: $COLUMNS, else the terminal, else 80."""
+    try:
+        return max(int(os.environ.get("COLUMNS", "")), 1)
+    except ValueError:
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
 
 
 def add_examples(parser: argparse.ArgumentParser, words: str = "") -> None:

@@ -6,6 +6,7 @@ Every module a command needs is imported inside its handler (here and in the cli
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -71,19 +72,43 @@ def _no_verify(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; with `command` one of the core commands, only what parsing it needs
-    (the other areas' modules are not imported: sync runs at every ComfyUI start)."""
+    """The whole command line; with `command` one of the core commands, only what parsing it needs:
+    the other commands are listed but get no options, and the other areas' modules are not imported
+    (sync runs at every ComfyUI start)."""
+    from comfylock.cli.args import HelpFormatter, add_examples
+
     parser = argparse.ArgumentParser(
         prog="comfylock",
         description="One lock file for a ComfyUI install's Python packages: compile, sync, roll back.",
         epilog="The options every command has (--comfyui, -p/--python, --lock, -v, -q, --json, --color) and "
         "the index options may also come before the command. `comfylock COMMAND --help` shows them.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"comfylock {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="one of:",
+        parser_class=functools.partial(argparse.ArgumentParser, formatter_class=HelpFormatter),
+    )
+    for name, (handler, what, options) in _COMMANDS.items():
+        p = sub.add_parser(name, help=what)
+        p.set_defaults(handler=handler)
+        if command is None or command == name or command not in _COMMANDS:
+            _common(p)
+            options(p)
+    if command not in _COMMANDS:
+        import importlib
 
-    p = sub.add_parser("compile", help="resolve core + nodes + your requirements into the lock")
-    _common(p)
+        # Commands of other areas register themselves; each module keeps its imports lazy.
+        for module in _AREAS:
+            importlib.import_module(module).register(sub, _common)
+    add_examples(parser)
+    return parser
+
+
+def _compile_options(p: argparse.ArgumentParser) -> None:
     _index(p)
     p.add_argument("-U", "--upgrade", action="store_true", help="move every package to its newest allowed")
     p.add_argument(
@@ -116,15 +141,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "cu126, rocm6.2... from <torch-index>/NAME",
     )
 
-    p = sub.add_parser("sync", help="make the environment exactly the lock")
-    _common(p)
+
+def _sync_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     p.add_argument("--offline", action="store_true", help="use only uv's cache")
     p.add_argument("--force", action="store_true", help="sync a lock made for another Python or platform")
     _no_verify(p)
 
-    p = sub.add_parser("rollback", help="sync back to an earlier state from the history")
-    _common(p)
+
+def _rollback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", metavar="ID", type=int, help="history entry (default: before the last sync)")
     p.add_argument("--dry-run", action="store_true", help="say what would be undone, change nothing")
     p.add_argument(
@@ -134,31 +159,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     _no_verify(p)
 
-    p = sub.add_parser("history", help="list the recorded states")
-    _common(p)
 
-    p = sub.add_parser("check", help="exit 0 if the environment matches the lock, 1 listing what differs")
-    _common(p)
+def _no_options(p: argparse.ArgumentParser) -> None:
+    return None
 
-    p = sub.add_parser("add", help="add your own requirements (kept by comfylock, resolved with the rest)")
-    _common(p)
+
+def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("requirements", nargs="+", metavar="REQ", help="a requirement, as in requirements.txt")
 
-    p = sub.add_parser("remove", help="remove your own requirements")
-    _common(p)
+
+def _remove_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="+", metavar="NAME", help="a package name added with `comfylock add`")
-    for name, handler in _COMMANDS.items():
-        sub.choices[name].set_defaults(handler=handler)
-    if command not in _COMMANDS:
-        import importlib
-
-        # Commands of other areas register themselves; each module keeps its imports lazy.
-        for module in _AREAS:
-            importlib.import_module(module).register(sub, _common)
-    from comfylock.cli.args import add_examples
-
-    add_examples(parser)
-    return parser
 
 
 _AREAS = ("comfylock.cli.inspect", "comfylock.cli.policy", "comfylock.cli.export", "comfylock.cli.verify")
@@ -308,7 +319,7 @@ def _rollback(args: argparse.Namespace, out: Out) -> int:
         to=args.to,
         dry_run=args.dry_run,
         write_lock=args.write_lock,
-        announce=announce,
+        announce=None if out.quiet else announce,  # -q and --json print none of it: not even read
         verify=False if args.no_verify else None,
     )
     return render.rolled_back(r, out, args.verbose)
@@ -352,12 +363,15 @@ def _remove(args: argparse.Namespace, out: Out) -> int:
     return 0
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, Out], int]] = {
-    "compile": _compile,
-    "sync": _sync,
-    "rollback": _rollback,
-    "history": _history,
-    "check": _check,
-    "add": _add,
-    "remove": _remove,
+# The core commands: handler, the line `comfylock --help` shows, and the options of their own.
+_COMMANDS: dict[
+    str, tuple[Callable[[argparse.Namespace, Out], int], str, Callable[[argparse.ArgumentParser], None]]
+] = {
+    "compile": (_compile, "resolve core + nodes + your requirements into the lock", _compile_options),
+    "sync": (_sync, "make the environment exactly the lock", _sync_options),
+    "rollback": (_rollback, "sync back to an earlier state from the history", _rollback_options),
+    "history": (_history, "list the recorded states", _no_options),
+    "check": (_check, "exit 0 if the environment matches the lock, 1 listing what differs", _no_options),
+    "add": (_add, "add your own requirements (kept by comfylock, resolved with the rest)", _add_options),
+    "remove": (_remove, "remove your own requirements", _remove_options),
 }

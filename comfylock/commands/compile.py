@@ -16,21 +16,18 @@ from typing import TYPE_CHECKING
 
 from comfylock._exceptions import InputError, LockFileError
 from comfylock.commands.context import Context, command, env_warnings
-from comfylock.environment.owndeps import blame, moved
-from comfylock.environment.target import Target
 from comfylock.lockfile import lock
 from comfylock.lockfile.lock import Change, Lock
 from comfylock.resolve import quick as _quick
-from comfylock.resolve import uv as resolve
 from comfylock.resolve.index import IndexOptions
-from comfylock.resolve.types import ResolveRequest
-from comfylock.workspace.config import Config
 
 if TYPE_CHECKING:
     from comfylock.collect import gather as collect
     from comfylock.collect.undeclared import Undeclared
+    from comfylock.environment.target import Target
     from comfylock.explain import inspect
     from comfylock.policy import apply as policy
+    from comfylock.workspace.config import Config
 
 
 @dataclass(frozen=True)
@@ -171,6 +168,8 @@ def compile(  # noqa: A001 - the command's name
             f"policy stops the compile: {outcome.blocking[0]}",
             hint="read the warning, then run again with --yes to go on",
         )
+    from comfylock.resolve.types import ResolveRequest
+
     base = ResolveRequest(
         inputs={},
         python=ws.python,
@@ -223,6 +222,8 @@ def compile(  # noqa: A001 - the command's name
     )
     # A downgraded uv or packaging in the environment comfylock runs from breaks it. A lock made for
     # another Python or platform is not for here (sync refuses it here all the same).
+    from comfylock.environment.owndeps import blame, moved
+
     bad = [] if python_version or python_platform else moved(new, target)
     if bad:
         raise blame(bad[0], coll, new)
@@ -279,5 +280,7 @@ def _duplicates(target: Target, new: Lock) -> tuple[inspect.Duplicate, ...]:
     from comfylock.explain import inspect
 
     # The target's site folders as its probe told them: no second run of the interpreter.
-    dirs = [*map(Path, target.site_dirs), *inspect.cache_dirs(resolve.cache_dir())]
+    from comfylock.resolve.uv import cache_dir
+
+    dirs = [*map(Path, target.site_dirs), *inspect.cache_dirs(cache_dir())]
     return tuple(inspect.duplicate_imports(new, inspect.read_dist_infos(dirs, {p.name for p in new.pins})))

@@ -74,7 +74,7 @@ def diff(
     lock_file: Where = None,
 ) -> DiffResult:
     """What changes from `old` to `new` (default: from the target environment to the lock)."""
-    from comfylock.environment.sync import PROTECTED
+    from comfylock.environment.owndeps import protected
     from comfylock.explain import inspect
 
     path = lock_path(comfyui, python=python, lock_file=lock_file)
@@ -90,7 +90,7 @@ def diff(
     after = inspect.read_side(new, path, installed) if new else inspect.read_side(str(path), path)
     # A side without nodes is an environment (`env`, a history entry, a freeze): sync never removes
     # the protected packages, so one side lacking them is no change.
-    ignore = PROTECTED if not before.lists.get("node") or not after.lists.get("node") else frozenset()
+    ignore = protected() if not before.lists.get("node") or not after.lists.get("node") else frozenset()
     return DiffResult(path, old, new, tuple(inspect.diff(before, after, ignore=ignore)))
 
 

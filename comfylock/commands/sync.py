@@ -21,6 +21,7 @@ from comfylock._redact import restore
 from comfylock.commands.context import Context, command, env_warnings
 from comfylock.environment import history, sync, transaction
 from comfylock.environment import state as _envstate
+from comfylock.environment.probe import rescan
 from comfylock.lockfile import export, lock
 from comfylock.resolve.index import IndexOptions
 
@@ -110,8 +111,6 @@ def sync_env(
         from comfylock.environment.download_size import announce as announce_size
 
         announce_size(p.changes, index, target, notify or warnings.append)
-    from comfylock.explain.failures import sync_failure
-
     # The entry and the marker are in place before uv starts; their fsyncs overlap with uv.
     with flushed_behind(), transaction.recorded(
         ctx.ws.user_dir,
@@ -122,7 +121,7 @@ def sync_env(
         changing=[c.name for c in p.changes] + list(p.reinstall),
         unfinished=unfinished,
         unchanged=lambda: _envstate.freeze(ctx.probe.read()) == frozen,  # uv stopped before changing anything
-        failure=lambda e, back: sync_failure(e, the_lock, back),
+        failure=lambda e, back: _failure(e, the_lock, back),
     ) as entry:
         try:
             said = sync.apply(p, ctx.ws.python, index, offline=offline or offline_first)
@@ -132,20 +131,33 @@ def sync_env(
             said = sync.apply(p, ctx.ws.python, index)  # the cache lacked something: same entry
         if unfinished:  # uv's uninstall of a half-written package can leave its .dist-info behind
             sync.remove_torn(target.site_dirs, unfinished.packages)
+        after = (rescan(target) if target.own else ctx.probe.read()) if p.install_text else None
+        if after is not None and not _envstate.plan(the_lock, after, None).is_noop:
+            # uv installed only the plan's packages and something else differs now (the environment
+            # moved meanwhile): the whole lock, with uv pip sync
+            said += sync.apply(p, ctx.ws.python, index, offline=offline, exact=True)
     ctx.probe.forget()  # read before uv changed the environment (.pth files too): the next run probes
     if said:
         from comfylock.explain.failures import sync_warnings
 
         warnings += sync_warnings(said, the_lock)
     done = SyncResult(p, path, entry, False, tuple(warnings))
+    from comfylock.verify.when import wanted
+
+    if not wanted(ctx.ws.root, ctx.config.verify, verify):
+        return done
     from comfylock.verify import after_sync
 
-    if not after_sync.wanted(ctx.ws.root, ctx.config.verify, verify):
-        return done
     undo = functools.partial(
         _sync_entry, ctx, entry, f"automatic rollback to {entry.id} (a node stopped loading)"
     )
     return replace(done, check=after_sync.after_sync(ctx, target.installed, p.changes, entry.path, undo))
+
+
+def _failure(e: UvError, the_lock: lock.Lock, back: str) -> UvError:
+    from comfylock.explain.failures import sync_failure  # only when uv failed
+
+    return sync_failure(e, the_lock, back)
 
 
 def _sync_entry(ctx: Context, entry: history.Entry, trigger: str) -> SyncResult:

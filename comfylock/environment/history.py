@@ -7,6 +7,7 @@ before a sync changed it. Rolling back is syncing an entry: the same code path a
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,8 @@ def record(
     target: dict[str, str],
 ) -> Entry:
     """Write the state before a change as the next history entry (atomically)."""
-    import datetime as _dt
-
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    # datetime's isoformat spelled with time alone: importing datetime costs a rollback 2 ms
+    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     meta = {**target, "history-time": now, HISTORY_KEY: trigger}
     lock, skipped = snapshot(freeze_lines, options, meta)
     # Numbered from file names alone: one damaged entry must not stop every later sync.

@@ -86,11 +86,18 @@ def runs_from(target: Target) -> bool:
     return bool(target.prefix) and os.path.realpath(sys.prefix) == target.prefix
 
 
+@lru_cache(maxsize=1)
+def protected() -> frozenset[str]:
+    """All a sync could ever keep: comfylock, its own requirements, pip, setuptools and wheel (what
+    keep() gives where comfylock runs from); read on first use, not at import."""
+    return frozenset({SELF, *names(), *SEEDS})
+
+
 def keep(target: Target) -> frozenset[str]:
     """Packages a sync into `target` never removes (and never reports as to be removed): pip,
     setuptools and wheel everywhere (a user's way out, and what tools such as ComfyUI-Manager install
     with); comfylock and its own requirements only where it runs from."""
-    return frozenset({SELF, *names(), *SEEDS}) if runs_from(target) else SEEDS
+    return protected() if runs_from(target) else SEEDS
 
 
 @dataclass(frozen=True)

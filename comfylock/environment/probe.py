@@ -132,6 +132,21 @@ def probe_target(python: Path, cache: Path | None = None) -> Target:
     return replace(target, fresh=(cache, key, answer))
 
 
+def rescan(target: Target) -> Target:
+    """`target` with its packages read again, its interpreter's facts (sys.path, site folders) kept:
+    enough to see what a uv run just changed in its own site folders."""
+    facts = scan(list(target.paths), list(target.own))
+    frozen = facts["frozen"]
+    return replace(
+        target,
+        installed=dict(facts["installed"]),  # type: ignore[call-overload]
+        visible=dict(facts["visible"]),  # type: ignore[call-overload]
+        direct=dict(facts["direct"]),  # type: ignore[call-overload]
+        site_dirs=tuple(facts["site_dirs"]),  # type: ignore[call-overload]
+        frozen=tuple(frozen) if isinstance(frozen, list) else None,
+    )
+
+
 def remember(target: Target) -> None:
     """Keep a freshly probed answer for the next run (probe_target with the same cache)."""
     if target.fresh is not None:

@@ -12,7 +12,6 @@ from pathlib import Path
 from comfylock._redact import strip_text
 from comfylock.environment.target import Target
 from comfylock.lockfile.lock import Lock, read_lock
-from comfylock.lockfile.pylock import is_pylock, read_pylock
 
 FORMATS = ("pylock", "requirements", "manager-snapshot")
 
@@ -35,7 +34,11 @@ def export_requirements(the_lock: Lock, *, index_options: bool = True) -> str:
 
 def read_any(path: Path, environment: Mapping[str, str] | None = None) -> Lock:
     """A comfylock lock, a plain `name==version` requirements file, or a pylock (by its name)."""
-    return read_pylock(path, environment) if is_pylock(path) else read_lock(path)
+    if path.name.startswith("pylock") and path.name.endswith(".toml"):  # pylock.is_pylock, unimported
+        from comfylock.lockfile.pylock import read_pylock
+
+        return read_pylock(path, environment)
+    return read_lock(path)
 
 
 def marker_environment(target: Target) -> dict[str, str]:

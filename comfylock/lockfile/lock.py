@@ -16,7 +16,7 @@ from pathlib import Path
 
 from comfylock._exceptions import InputError, LockFileError
 from comfylock._fs import BIG_BYTES, atomic_write, read_bytes
-from comfylock._names import NORMAL_VERSION, canon
+from comfylock._names import NORMAL_VERSION, canon, release
 from comfylock._redact import strip_text
 
 FORMAT_VERSION = "1"
@@ -355,6 +355,9 @@ class Change:
             return "added"
         if self.new is None:
             return "removed"
+        a, b = release(self.old), release(self.new)
+        if a is not None and b is not None:  # the common case, without packaging's import
+            return "upgraded" if b > a else "downgraded" if b < a else "changed"
         from packaging.version import InvalidVersion, Version
 
         try:

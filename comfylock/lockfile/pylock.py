@@ -44,7 +44,8 @@ class ExportResult:
 
 
 def is_pylock(path: Path) -> bool:
-    """Whether `path` names a pylock file (read as such by read_any)."""
+    """Whether `path` names a pylock file (read as such by export.read_any, which spells this test
+    again so that reading a comfylock lock never imports this module)."""
     return path.name.startswith("pylock") and path.name.endswith(".toml")
 
 

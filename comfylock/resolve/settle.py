@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from comfylock.collect import gather as collect
+from comfylock.environment.owndeps import protected
 from comfylock.environment.probe import gpu_available
-from comfylock.environment.sync import PROTECTED
 from comfylock.lockfile.lock import Pin
 from comfylock.policy import apply as policy
 from comfylock.resolve import uv as resolve
@@ -29,7 +29,7 @@ MAX_ROUNDS = 2
 def after_sync(installed: Mapping[str, str], resolved: Iterable[resolve.Resolved]) -> dict[str, str]:
     """{name: version} of the environment once the lock is synced: the lock's pins, the packages sync
     never removes, and for a URL pin whatever is installed now (its version is not in the lock)."""
-    out = {n: v for n, v in installed.items() if n in PROTECTED}
+    out = {n: v for n, v in installed.items() if n in protected()}
     for r in resolved:
         version = Pin(r.name, r.spec).version
         if version is not None:

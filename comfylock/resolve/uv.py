@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING
 from comfylock import _progress
 from comfylock._exceptions import ResolutionError, UvError
 from comfylock._names import canon
-from comfylock.resolve import uvtext
 from comfylock.resolve.index import IndexOptions
-from comfylock.resolve.types import Resolved, ResolveRequest
 from comfylock.resolve.uvenv import Here as _Here
 from comfylock.resolve.uvenv import child_env
 from comfylock.resolve.uvenv import scratch as _tempdir
 
 if TYPE_CHECKING:
     import subprocess
+
+    from comfylock.resolve.types import Resolved, ResolveRequest
 
 
 @functools.cache
@@ -97,6 +97,8 @@ def run_uv(
 
 
 def _last_error(stderr: str, returncode: int | None = None) -> str:
+    from comfylock.resolve import uvtext  # here: a sync that succeeds reads none of uv's words
+
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     said = uvtext.parse(stderr)
     if said.error:  # with every cause: "Failed to download X" alone does not say why
@@ -166,6 +168,8 @@ def compile_warned(request: ResolveRequest) -> tuple[list[Resolved], tuple[str, 
             proc = run_uv(args, cwd=d, check=False, index=request.index)
         if proc.returncode != 0:
             raise _failure(proc.stderr, proc.returncode)
+        from comfylock.resolve import uvtext
+
         warnings = uvtext.parse(proc.stderr).warnings
         return _parse_output((d / "out.txt").read_text(encoding="utf-8"), groups), warnings
 
@@ -194,6 +198,7 @@ def _preferences(lock_text: str) -> str:
 
 
 def _parse_output(text: str, groups: Mapping[str, str]) -> list[Resolved]:
+    from comfylock.resolve.types import Resolved
     out: list[Resolved] = []
     for line in text.splitlines():
         if not line.strip() or line.startswith("#") or line.startswith("-"):
@@ -214,6 +219,8 @@ def _parse_output(text: str, groups: Mapping[str, str]) -> list[Resolved]:
 
 
 def _failure(stderr: str, returncode: int | None = None) -> Exception:
+    from comfylock.resolve import uvtext
+
     text = stderr.strip()
     if "No solution found" in text or "unsatisfiable" in text:
         explanation = "\n".join(ln for ln in text.splitlines() if not ln.startswith("warning:"))
@@ -234,14 +241,18 @@ def sync(
     dry_run: bool = False,
     reinstall: Sequence[str] = (),
     what: str = "syncing the environment",
+    exact: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """`uv pip sync` the target environment to exactly `lock_text` (a requirements file). On a terminal
-    uv draws its own progress (downloads, builds, installs) there; `what` names the step."""
+    """`uv pip sync` the target environment to exactly `lock_text` (a requirements file); without
+    `exact`, `uv pip install --no-deps` of just its pins (nothing else changes). On a terminal uv draws
+    its own progress (downloads, builds, installs) there; `what` names the step."""
     with _tempdir() as tmp:
         f = Path(tmp) / "sync.txt"
         f.write_text(lock_text, encoding="utf-8")
-        # Without --allow-empty-requirements uv leaves the environment alone for a lock with no pins.
-        args = ["pip", "sync", str(f), "--allow-empty-requirements", "--python", str(python)]
+        if exact:  # without --allow-empty-requirements uv leaves the environment alone for no pins
+            args = ["pip", "sync", str(f), "--allow-empty-requirements", "--python", str(python)]
+        else:
+            args = ["pip", "install", "--no-deps", "-r", str(f), "--python", str(python)]
         if offline:
             args.append("--offline")
         if dry_run:
@@ -249,12 +260,12 @@ def sync(
         for name in reinstall:
             args += ["--reinstall-package", name]
         show = _progress.passthrough() and not dry_run
-        with _progress.step(what, uv_draws=show):
-            proc = run_uv(args, check=False, index=index, show=show)
+        with _progress.step(what, uv_draws=show):  # uv's folder: this private one, holding only `f`
+            proc = run_uv(args, cwd=Path(tmp), check=False, index=index, show=show)
         if proc.returncode != 0:
             stderr = proc.stderr or ""
             why = "its message is above" if show else _last_error(stderr, proc.returncode)
-            raise UvError(f"uv pip sync failed: {why}", details=stderr)
+            raise UvError(f"uv pip {args[1]} failed: {why}", details=stderr)
         return proc
 
 

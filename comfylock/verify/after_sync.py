@@ -14,6 +14,7 @@ from comfylock.verify import loader as _verify
 from comfylock.verify import state as _verify_state
 from comfylock.verify.loader import VerifyResult
 from comfylock.verify.state import Regression
+from comfylock.verify.when import is_comfyui_loader
 
 
 @dataclass(frozen=True)
@@ -25,14 +26,6 @@ class SyncCheck:
     regressions: tuple[Regression, ...] = ()
     undo: Any = None  # api.SyncResult of the automatic rollback, when there was one
     undo_error: str | None = None  # why the automatic rollback failed
-
-
-def wanted(root: Path, configured: bool, asked: bool | None) -> bool:
-    """Verify after a sync: unless --no-verify (`asked` False) or `verify = false` in config.toml, and
-    only where the folder holds ComfyUI's loader (see _verify.is_comfyui_loader)."""
-    if asked is False or (asked is None and not configured):
-        return False
-    return _verify.is_comfyui_loader(root)
 
 
 def verify_state(
@@ -115,7 +108,7 @@ def verify_here(ctx: Any, timeout: float | None) -> VerifyResult:
     """`comfylock verify` (`ctx`: an api.Context): refused where there is no ComfyUI loader to run."""
 
     ws = ctx.ws
-    if not _verify.is_comfyui_loader(ws.root):
+    if not is_comfyui_loader(ws.root):
         raise _verify.VerifyError(
             "this folder has no ComfyUI loader to run (main.py is empty or nodes.py is missing)",
             path=ws.root,

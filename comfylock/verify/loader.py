@@ -117,17 +117,6 @@ class VerifyResult:
         )
 
 
-def is_comfyui_loader(root: Path) -> bool:
-    """Whether `root` holds ComfyUI's loader, so verifying can run it: a non-empty `main.py` next to
-    `nodes.py` (where ComfyUI's `load_custom_node` lives). A bare `main.py`, as in comfylock's example
-    tree, is only a marker of the folder and is never run."""
-    main = root / "main.py"
-    try:
-        return main.is_file() and main.stat().st_size > 0 and (root / "nodes.py").is_file()
-    except OSError:
-        return False
-
-
 def _node_name(path: str) -> str:
     name = re.split(r"[\\/]", path.rstrip("\\/"))[-1]
     return name[:-3] if name.endswith(".py") else name

@@ -24,12 +24,11 @@ def test_protected_comes_from_comfylocks_own_metadata():
     import importlib.metadata as md
     import re
 
-    from comfylock.environment.sync import PROTECTED
+    from comfylock.environment.owndeps import protected
 
     needs = [r for r in md.requires("comfylock") or [] if "extra ==" not in r]
     names = {re.split(r"[\s\[(;<>=!~]", r, maxsplit=1)[0].lower().replace("_", "-") for r in needs}
-    assert PROTECTED == {"comfylock", "pip", "setuptools", "wheel", *names}
-
+    assert protected() == {"comfylock", "pip", "setuptools", "wheel", *names}
 
 
 def test_sync_into_another_environment_is_exact_for_comfylocks_own_dependencies(comfy, venv, index):
@@ -81,6 +80,34 @@ def test_plan_lists_each_change_and_keeps_what_is_protected() -> None:
     assert p.reinstall == () and not p.is_noop
     assert sync.plan(lock, {**have, "requests": "2.32.3"}, keep=frozenset({"requests"})).kept == ("requests",)
     assert sync.plan(lock, {"numpy": "1.26.4", "pillow": "11.0.0", "tqdm": "4.66.0", "scipy": "1.0"}).is_noop
+
+
+def test_a_plan_that_removes_nothing_hands_uv_only_what_it_changes() -> None:
+    lock = lock_of("numpy==1.26.4", "pillow==11.0.0", "tqdm==4.66.0", options=("--index-url https://i/simple",))
+    p = sync.plan(lock, {"numpy": "2.1.0", "tqdm": "4.66.0", "pip": "24.2"}, unfinished=["tqdm"])
+    # numpy moves, pillow arrives, tqdm is reinstalled (a killed sync was changing it); pip stays
+    assert p.install_text == "--index-url https://i/simple\nnumpy==1.26.4\npillow==11.0.0\ntqdm==4.66.0\n"
+    assert sync.plan(lock, {"numpy": "2.1.0", "requests": "2.32.3"}).install_text == ""  # removes one
+    assert sync.plan(lock, {"numpy": "1.26.4", "pillow": "11.0.0", "tqdm": "4.66.0"}).install_text == ""
+
+
+def test_a_sync_that_removes_nothing_ends_exactly_at_the_lock(comfy, venv, index):
+    """Changing and adding packages goes through `uv pip install --no-deps` of just those pins: what is
+    left is exactly the lock, as `uv pip sync` leaves it, and check agrees; removing one syncs."""
+    root = comfy("idna==3.7\n")
+    assert run(root, venv, index, "compile") == 0 and run(root, venv, index, "sync") == 0
+    (root / "requirements.txt").write_text("idna==3.10\nnumpy==1.26.4\n", encoding="utf-8")
+    assert run(root, venv, index, "compile") == 0
+    from comfylock import api
+
+    ctx = api.Context.open(root, python=venv)
+    plan = api.sync_env(ctx, dry_run=True).plan
+    assert plan.install_text.splitlines()[-2:] == ["idna==3.10", "numpy==1.26.4"]
+    assert run(root, venv, index, "sync") == 0
+    assert installed(venv) == {"numpy": "1.26.4", "idna": "3.10"}
+    assert run(root, venv, index, "check") == 0
+    assert run(root, venv, index, "rollback") == 0  # removes numpy: uv pip sync
+    assert installed(venv) == {"idna": "3.7"}
 
 
 def test_plan_reinstalls_what_an_interrupted_sync_was_changing() -> None:

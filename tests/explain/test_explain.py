@@ -17,6 +17,7 @@ from comfylock.collect import gather as collect
 from comfylock.explain import conflicts as explain
 from comfylock.resolve import request as _compile
 from comfylock.resolve import uv as resolve
+from comfylock.resolve.types import ResolveRequest
 from comfylock.workspace.layout import open_workspace
 
 # --- a fake oracle: a set of groups conflicts when it holds every group of some rule ----------------
@@ -172,7 +173,7 @@ def attribute_tree(root: Path, venv: Path, index: Path, **kw: object) -> explain
     user = ws.user_dir / "requirements.txt"
     coll = collect.collect(ws, user_requirements=user if user.exists() else None)
     groups, constraints = split(coll.requirements())
-    request = resolve.ResolveRequest(
+    request = ResolveRequest(
         inputs=groups,
         python=ws.python,
         constraints=(*constraints, *kw.pop("policy_constraints", ())),  # type: ignore[misc]
@@ -358,7 +359,7 @@ def test_corpus_numpy2_node_next_to_impact_pack(tmp_path, venv, capsys, pypi_env
     (root / "custom_nodes" / "Needs-Numpy2" / "requirements.txt").write_text("numpy>=2\n")
     ws = open_workspace(root, venv)
     coll = collect.collect(ws, keep_going=True)
-    request = resolve.ResolveRequest(inputs=split(coll.requirements())[0], python=ws.python)
+    request = ResolveRequest(inputs=split(coll.requirements())[0], python=ws.python)
     t0 = time.monotonic()
     try:
         resolve.compile(request)
