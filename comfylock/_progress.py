@@ -24,6 +24,8 @@ _SPIN = "|/-\\"
 
 @dataclass
 class _State:
+    """The mode chosen and the status line on the screen, shared by the functions below."""
+
     mode: str = "off"
     color: str = "auto"  # --color, handed to uv when its output reaches the user
     text: str = ""

@@ -89,12 +89,15 @@ def print_changes(
 
 def synced(r: SyncResult, out: Out, what: str, verbose: bool = False) -> int:
     """A sync's or rollback's result; the exit code (1: verifying found a node that stopped loading)."""
-    data = _report.sync_report(r)
-    if r.check is not None:
-        from comfylock.verify.after_sync import report_json
+    if out.as_json:
+        data = _report.sync_report(r)
+        if r.check is not None:
+            from comfylock.verify.after_sync import report_json
 
-        data["verify"] = report_json(r.check)
-    out.json(what, data)
+            data["verify"] = report_json(r.check)
+        out.json(what, data)
+    if out.quiet:  # -q and --json: nothing more to print, so nothing more to work out
+        return 1 if r.regressed else 0
     for w in r.warnings:
         out(f"warning: {w}")
     if r.plan.is_noop:

@@ -79,6 +79,8 @@ class NodeInput:
 
 @dataclass(frozen=True)
 class Collection:
+    """Everything collect read: each input (core, the nodes, the user) with its requirements."""
+
     inputs: tuple[NodeInput, ...] = field(default_factory=tuple)  # core first, nodes by name, user last
 
     def requirements(self) -> list[Req]:

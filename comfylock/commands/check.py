@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CheckReport:
+    """What check found: the plan to the lock, a stale lock, and real breakage."""
+
     plan: sync.SyncPlan
     stale: tuple[inspect.Stale, ...] = ()
     broken: tuple[inspect.Broken, ...] = ()  # real breakage only

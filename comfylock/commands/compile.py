@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CompileResult:
+    """What a compile produced: the lock, what changed against the previous one, and what it found."""
+
     lock_path: Path
     lock: Lock
     changes: tuple[Change, ...]

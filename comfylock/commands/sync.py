@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SyncResult:
+    """What a sync or rollback did: its plan, the history entry it recorded, and what verifying found."""
+
     plan: sync.SyncPlan
     lock_path: Path
     entry: history.Entry | None = None  # the history entry recorded before changing anything
@@ -112,17 +114,22 @@ def sync_env(
 
         announce_size(p.changes, index, target, notify or warnings.append)
     # The entry and the marker are in place before uv starts; their fsyncs overlap with uv.
-    with flushed_behind(), transaction.recorded(
-        ctx.ws.user_dir,
-        frozen,
-        index.lines(),
-        trigger=trigger or f"sync {path.name}",
-        target=target.meta(),
-        changing=[c.name for c in p.changes] + list(p.reinstall),
-        unfinished=unfinished,
-        unchanged=lambda: _envstate.freeze(ctx.probe.read()) == frozen,  # uv stopped before changing anything
-        failure=lambda e, back: _failure(e, the_lock, back),
-    ) as entry:
+    with (
+        flushed_behind(),
+        transaction.recorded(
+            ctx.ws.user_dir,
+            frozen,
+            index.lines(),
+            trigger=trigger or f"sync {path.name}",
+            target=target.meta(),
+            changing=[c.name for c in p.changes] + list(p.reinstall),
+            unfinished=unfinished,
+            unchanged=lambda: (
+                _envstate.freeze(ctx.probe.read()) == frozen
+            ),  # uv stopped before changing anything
+            failure=lambda e, back: _failure(e, the_lock, back),
+        ) as entry,
+    ):
         try:
             said = sync.apply(p, ctx.ws.python, index, offline=offline or offline_first)
         except UvError:

@@ -20,6 +20,8 @@ from comfylock.workspace.layout import Workspace
 
 @dataclass(frozen=True)
 class Entry:
+    """One recorded state of the environment: the file holding it and the change that followed it."""
+
     id: int
     time: str  # ISO 8601, UTC
     trigger: str  # what was about to change the environment, e.g. "sync comfylock.lock"
@@ -164,6 +166,8 @@ _PENDING = "pending.json"
 
 @dataclass(frozen=True)
 class Pending:
+    """A sync under way (or killed): what it was changing, for the next sync to repair."""
+
     entry: int  # the history entry of the state before the first unfinished sync
     packages: tuple[str, ...]  # canonical names that sync was changing
 

@@ -102,6 +102,8 @@ def keep(target: Target) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Moved:
+    """A pin that would take one of comfylock's own requirements outside what comfylock needs."""
+
     pin: Pin
     spec: str  # what comfylock requires, e.g. "<0.14,>=0.13"
 

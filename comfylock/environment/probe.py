@@ -8,6 +8,7 @@ shutil's compression modules.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,20 @@ def gpu_available(torch_version: str | None, nvidia_driver: bool) -> bool:
 
 def _nvidia_driver_present() -> bool:
     # Checked in comfylock's own process: the driver belongs to the machine, not to the target venv.
-    import shutil
-
-    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+    # nvidia-smi looked for on PATH as shutil.which would, without importing shutil for every probe.
+    if Path("/proc/driver/nvidia/version").exists():
+        return True
+    names = (
+        [f"nvidia-smi{ext}" for ext in os.environ.get("PATHEXT", ".EXE").split(os.pathsep)]
+        if os.name == "nt"
+        else ["nvidia-smi"]
+    )
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        for name in names:
+            path = os.path.join(folder, name)
+            if folder and os.path.isfile(path) and os.access(path, os.X_OK):
+                return True
+    return False
 
 
 def _parse_probe(python: Path, stdout: str) -> Target:

@@ -22,6 +22,8 @@ from comfylock.resolve.index import IndexOptions
 
 @dataclass(frozen=True)
 class SyncPlan:
+    """What syncing a lock into an environment changes, and the text uv is handed to do it."""
+
     changes: tuple[Change, ...]  # installs, removals, up/downgrades; sorted by name
     kept: tuple[str, ...]  # protected packages not in the lock that stay installed
     sync_text: str  # the requirements text handed to uv: the lock's pins plus the kept packages

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from comfylock.lockfile.lock import Lock
 
 
-
 def _where(r: Req, root: Path | None) -> str:
     path = r.source.path
     if root is not None and path.is_relative_to(root):

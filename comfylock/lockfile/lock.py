@@ -59,6 +59,8 @@ class Request:
 
 @dataclass(frozen=True)
 class Pin:
+    """One package of a lock: its requirement line and who asked for it."""
+
     name: str  # canonical
     spec: str  # the requirement line as written: "numpy==1.26.4" or "foo @ git+https://..."
     requested_by: tuple[Request, ...] = ()
@@ -87,6 +89,8 @@ class Pin:
 
 @dataclass(frozen=True)
 class Lock:
+    """A lock file read or to be written: pins, index options, header keys and lists."""
+
     pins: tuple[Pin, ...]  # sorted by name
     options: tuple[str, ...] = ()  # pip option lines: "--index-url URL", "--find-links DIR", ...
     meta: Mapping[str, str] = field(default_factory=dict)  # single-valued header keys
@@ -345,6 +349,8 @@ def _check_pin(spec: str, path: Path | str, n: int) -> str:
 
 @dataclass(frozen=True)
 class Change:
+    """One package's move between two states: added (old None), removed (new None) or changed."""
+
     name: str
     old: str | None  # version (or URL spec) before; None: added
     new: str | None  # after; None: removed

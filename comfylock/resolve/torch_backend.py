@@ -38,6 +38,8 @@ DRIVER_CUDA = (
 
 @dataclass(frozen=True)
 class Hardware:
+    """The GPU this machine has, as detect() read it."""
+
     kind: str  # "none", "nvidia", "rocm", "macos"
     version: tuple[int, int] | None = None  # CUDA (from the driver) or ROCm version
     how: str = ""  # where it was read, for messages
@@ -145,6 +147,8 @@ def index_url(torch_index: str, backend: str) -> str | None:
 
 @dataclass(frozen=True)
 class Choice:
+    """The torch build chosen for a target without torch, and where it comes from."""
+
     backend: str  # what the lock header records: cpu, cu124, rocm6.2, pypi
     url: str | None  # the extra index the build comes from; None: PyPI
     hardware: str  # what was detected, for the report

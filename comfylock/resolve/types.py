@@ -12,6 +12,8 @@ from comfylock.resolve.index import IndexOptions
 
 @dataclass(frozen=True)
 class ResolveRequest:
+    """One `uv pip compile`: the input groups, constraints, preferences and flags."""
+
     inputs: Mapping[str, Sequence[str]]  # group (node name) -> requirement lines
     python: Path | None = None
     constraints: Sequence[str] = ()
@@ -29,6 +31,8 @@ class ResolveRequest:
 
 @dataclass(frozen=True)
 class Resolved:
+    """One package of uv's answer: its pin, the groups that asked for it, and its parents."""
+
     name: str  # canonical
     spec: str  # "numpy==1.26.4" or "foo @ https://..."
     groups: tuple[str, ...]  # input groups that asked for it directly

@@ -145,5 +145,3 @@ def _mentions(text: str, name: str) -> bool:
         if re.search(rf"(?<![\w.-]){re.escape(c.split('.')[0])}(?![\w-])", text, re.IGNORECASE):
             return True
     return False
-
-

@@ -52,6 +52,8 @@ class NodeSettings:
 
 @dataclass(frozen=True)
 class Config:
+    """config.toml as read: per-node settings, skipped nodes, index options and switches."""
+
     nodes: dict[str, NodeSettings] = field(default_factory=dict)
     skip: frozenset[str] = frozenset()
     index: IndexOptions = field(default_factory=IndexOptions)

@@ -3,7 +3,6 @@ custom_nodes folder: a typo must not be silently ignored while the compile says 
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterable
@@ -52,6 +51,8 @@ def _disabled(root: Path) -> set[str]:
 
 def _did_you_mean(name: str, candidates: list[str]) -> str:
     folded = {c.casefold(): c for c in candidates}
+    import difflib  # only for a name that is not there
+
     close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
     if close:
         return f"did you mean {folded[close[0]]}?"

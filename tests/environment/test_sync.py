@@ -83,7 +83,9 @@ def test_plan_lists_each_change_and_keeps_what_is_protected() -> None:
 
 
 def test_a_plan_that_removes_nothing_hands_uv_only_what_it_changes() -> None:
-    lock = lock_of("numpy==1.26.4", "pillow==11.0.0", "tqdm==4.66.0", options=("--index-url https://i/simple",))
+    lock = lock_of(
+        "numpy==1.26.4", "pillow==11.0.0", "tqdm==4.66.0", options=("--index-url https://i/simple",)
+    )
     p = sync.plan(lock, {"numpy": "2.1.0", "tqdm": "4.66.0", "pip": "24.2"}, unfinished=["tqdm"])
     # numpy moves, pillow arrives, tqdm is reinstalled (a killed sync was changing it); pip stays
     assert p.install_text == "--index-url https://i/simple\nnumpy==1.26.4\npillow==11.0.0\ntqdm==4.66.0\n"

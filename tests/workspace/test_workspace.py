@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -449,10 +448,14 @@ def test_probe_has_gpu_uses_driver_check(monkeypatch: pytest.MonkeyPatch) -> Non
     assert target.has_gpu is gpu_available(target.installed.get("torch"), False)
 
 
-def test_nvidia_driver_check_runs_here(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+def test_nvidia_driver_check_finds_nvidia_smi_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    name = "nvidia-smi.exe" if os.name == "nt" else "nvidia-smi"
+    (tmp_path / name).write_text("")
+    (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATHEXT", ".COM;.EXE")
     assert workspace._nvidia_driver_present()
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     assert workspace._nvidia_driver_present() is os.path.exists("/proc/driver/nvidia/version")
 
 
