@@ -208,8 +208,10 @@ class Peers:
             times[0],
             "comfy-cli DependencyCompiler.compile_deps(), same tree",
             times[1],
-            0.2,
-            "comfy-cli has no lock to start from: it resolves core, then core + nodes, again",
+            None,
+            "comfy-cli has no lock to start from: it resolves core, then core + nodes, again. The goal "
+            "(≤ 0.2) is checked on the real corpus (real section, row 7f): here uv resolves the tiny "
+            "wheels in 30 ms, less than Python takes to start and import packaging",
         )
 
     def describe(self) -> str:

@@ -340,7 +340,25 @@ def pip_check(python: Path) -> str:
 @functools.cache
 def cache_dir() -> Path:
     """uv's cache folder (UV_CACHE_DIR, or the platform default)."""
-    return Path(run_uv(["cache", "dir"]).stdout.strip())
+    known = _default_cache_dir(os.environ)
+    if known is not None and (known / "archive-v0").is_dir():
+        return known
+    return Path(run_uv(["cache", "dir"]).stdout.strip())  # uv's answer costs a run of uv: 15-20 ms
+
+
+def _default_cache_dir(environ: Mapping[str, str]) -> Path | None:
+    """Where uv's storage reference puts its cache: UV_CACHE_DIR, else $XDG_CACHE_HOME/uv or
+    ~/.cache/uv (Linux, macOS), %LOCALAPPDATA%\\uv\\cache (Windows). None: only uv can tell (a
+    relative path, which uv reads against its own folder)."""
+    if environ.get("UV_CACHE_DIR"):
+        given = Path(environ["UV_CACHE_DIR"])
+    elif os.name == "nt":
+        given = Path(environ.get("LOCALAPPDATA", ""), "uv", "cache")
+    elif environ.get("XDG_CACHE_HOME"):
+        given = Path(environ["XDG_CACHE_HOME"], "uv")
+    else:
+        given = Path(environ.get("HOME") or os.path.expanduser("~"), ".cache", "uv")
+    return given if given.is_absolute() else None
 
 
 def freeze(python: Path) -> list[str]:
