@@ -813,5 +813,11 @@ def test_uv_scratch_folder_avoids_world_writable_parents(tmp_path, monkeypatch):
         assert stat.S_IMODE(os.stat(base).st_mode) & 0o077 == 0
         with uvenv.scratch() as scratch:
             assert Path(scratch).parent == Path(base)
+            assert stat.S_IMODE(os.stat(scratch).st_mode) == 0o700  # private, as mkdtemp makes it
+            (Path(scratch) / "sync.txt").write_text("x")
+            (Path(scratch) / "left" / "by").mkdir(parents=True)  # what uv may leave: removed too
+        assert not Path(scratch).exists()
+        with uvenv.scratch() as a, uvenv.scratch() as b:
+            assert a != b
     finally:
         uvenv.private_base.cache_clear()

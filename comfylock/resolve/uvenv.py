@@ -14,17 +14,16 @@ every local user the arguments of every process, credentials included.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import tempfile
-
     from comfylock.resolve.index import IndexOptions
 
 # How uv works, not what it resolves: kept as the user set them.
@@ -114,10 +113,45 @@ def child_env(
     return env, args
 
 
-def scratch() -> tempfile.TemporaryDirectory[str]:
-    import tempfile
+@contextlib.contextmanager
+def scratch() -> Iterator[str]:
+    """A new private folder (0700) for uv to run in, removed afterwards. Made as mkdtemp makes one
+    (a random name, created or failed atomically) but without tempfile and shutil, whose imports cost
+    a rollback 4 ms; they are used only where there is no private base or something is left over."""
+    base = private_base()
+    if base is None:
+        import tempfile
 
-    return tempfile.TemporaryDirectory(prefix="comfylock-", dir=private_base())
+        with tempfile.TemporaryDirectory(prefix="comfylock-") as tmp:
+            yield tmp
+        return
+    for _ in range(100):
+        path = os.path.join(base, f"comfylock-{os.urandom(6).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free scratch folder name in {base}")
+    try:
+        yield path
+    finally:
+        _remove(path)
+
+
+def _remove(path: str) -> None:
+    try:
+        with os.scandir(path) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    raise OSError  # uv left a folder: shutil's rmtree below
+                os.unlink(e.path)
+        os.rmdir(path)
+    except OSError:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @functools.cache
