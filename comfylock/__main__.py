@@ -1,3 +1,3 @@
-from comfylock.cli.main import main
+from comfylock.cli.main import run
 
-raise SystemExit(main())
+run()

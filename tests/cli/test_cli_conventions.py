@@ -110,6 +110,22 @@ def test_closed_pipe_ends_quietly(comfy, command) -> None:
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
 
 
+def test_the_command_leaves_at_once_with_its_code_and_all_its_output(comfy, venv, index) -> None:
+    """run() skips the interpreter's teardown (os._exit): the exit code and every byte written still
+    reach the caller, piped or not."""
+    root = comfy("numpy\n", TREE)
+    where = ["--comfyui", str(root), "--python", str(venv)]
+    compiled = _cli("compile", *where, "--no-index", "--find-links", str(index), capture_output=True)
+    assert compiled.returncode == 0, compiled.stderr
+    check = _cli("check", *where, "--json", capture_output=True)  # numpy is not installed: exit 1
+    assert check.returncode == 1 and check.stdout.rstrip().endswith("}"), check.stdout[-200:]
+    nodes = _cli("nodes", *where, "--json", capture_output=True)
+    assert nodes.returncode == 0 and nodes.stdout.count("{") == nodes.stdout.count("}") > 1
+    bad = _cli("sync", *where, "--lock", str(root / "missing.lock"), capture_output=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("comfylock: error:"), bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 def test_interrupted_sync_names_the_command_to_finish_or_undo(comfy, venv) -> None:
     root = comfy("numpy\n", TREE)
     user = root / "user" / "comfylock"
