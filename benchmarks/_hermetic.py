@@ -48,9 +48,15 @@ class Hermetic:
     # --- building blocks ---------------------------------------------------------------------------
 
     def venv(self, path: Path) -> Path:
-        """An empty target venv made by uv, as comfylock's users get one; returns its interpreter."""
+        """An empty target venv made by uv, as comfylock's users get one; returns its interpreter.
+
+        Returned 2 s after uv wrote it: comfylock does not keep what the interpreter said about files
+        changed within the last 2 s (a coarse clock could hide a second change), so for that long each
+        command runs the interpreter again. A user's venv is older than that; a benchmark's would
+        otherwise be timed inside the window."""
         rmtree(path)
         run([self.uv, "venv", "--quiet", "--python", sys.executable, path], self.env)
+        time.sleep(2.1)
         return venv_python(path)
 
     def cl(self, command: str, tree: Tree, py: Path, *extra: str | Path) -> list[str | Path]:

@@ -10,7 +10,7 @@ import os
 import re
 import shlex
 from collections.abc import Collection as AbstractSet
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -98,24 +98,28 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     if "#" not in text and "\\" not in text:  # nothing to remove or join: most files
         yield from ((n, line.strip()) for n, line in enumerate(raws, 1) if line.strip())
         return
+    for first, _, line in logical_spans(raws):
+        yield first + 1, line
+
+
+def logical_spans(raws: Sequence[str]) -> Iterator[tuple[int, int, str]]:
+    """(first, one past last, text) of each non-empty logical line of physical lines `raws` (0-based):
+    comments removed, lines ending in a backslash joined with the next."""
     start, parts = 0, list[str]()
-    for number, raw in enumerate(raws, 1):
+    for i, raw in enumerate(raws):
         # Comments go first so a comment ending in '\' does not swallow the next line.
         line = (_COMMENT.sub("", raw, count=1) if "#" in raw else raw).rstrip()
+        if not parts:
+            start = i
         if line.endswith("\\"):
-            if not parts:
-                start = number
             parts.append(line[:-1])
             continue
-        if parts:
-            parts.append(line)
-            line, parts = "".join(parts), []
-        else:
-            start = number
-        if line.strip():
-            yield start, line.strip()
+        text = "".join([*parts, line]).strip()
+        parts = []
+        if text:
+            yield start, i + 1, text
     if parts and "".join(parts).strip():
-        yield start, "".join(parts).strip()
+        yield start, len(raws), "".join(parts).strip()
 
 
 def _url_requirement(body: str) -> str:

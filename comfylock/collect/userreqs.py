@@ -8,14 +8,14 @@ read, and a line compile would refuse is refused here too, naming its file and l
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from comfylock._exceptions import InputError
 from comfylock._fs import read_text_file
 from comfylock._names import canon
-from comfylock.collect.reqfile import _COMMENT, _LINE_BREAK, _OPTIONS_START, _classify
+from comfylock.collect.reqfile import _COMMENT, _LINE_BREAK, _OPTIONS_START, _classify, logical_spans
 
 
 @dataclass(frozen=True)
@@ -24,24 +24,6 @@ class _Entry:
     end: int  # one past its last physical line
     name: str  # canonical; "" for an option line
     text: str  # the logical line, comment removed
-
-
-def _logical(raws: Sequence[str]) -> Iterator[tuple[int, int, str]]:
-    """(first, one past last, text) of each non-empty logical line: _reqfile's rules, with spans."""
-    start, parts = 0, list[str]()
-    for i, raw in enumerate(raws):
-        line = _COMMENT.sub("", raw, count=1).rstrip() if "#" in raw else raw.rstrip()
-        if not parts:
-            start = i
-        if line.endswith("\\"):
-            parts.append(line[:-1])
-            continue
-        text = "".join([*parts, line]).strip()
-        parts = []
-        if text:
-            yield start, i + 1, text
-    if parts and "".join(parts).strip():
-        yield start, len(raws), "".join(parts).strip()
 
 
 def _name(text: str, path: Path | None, line: int | None) -> str:
@@ -98,7 +80,7 @@ class UserFile:
     def _reparse(self) -> None:
         self.entries = [
             _Entry(a, b, "" if t.startswith("-") else _name(t, self.path, a + 1), t)
-            for a, b, t in _logical(self.raws)
+            for a, b, t in logical_spans(self.raws)
         ]
 
     def text(self) -> str:
