@@ -37,7 +37,6 @@ class CheckReport:
 def check_report(ctx: Context) -> CheckReport:
     """check(), plus whether the lock is stale (as compile decides it) and what `uv pip check` finds
     broken, apart from what the lock's policies do on purpose."""
-    from comfylock.commands.rollback import AUTOMATIC, rolled_back_to
     from comfylock.workspace.names import check_node_names
 
     ws = ctx.ws
@@ -52,6 +51,7 @@ def check_report(ctx: Context) -> CheckReport:
         # Inputs unchanged since this lock was compiled (nothing stale), and the environment is exactly
         # one uv resolution (nothing broken): no collecting, no `uv pip check`.
         return CheckReport(p, unfinished=unfinished)
+    from comfylock.commands.rollback import AUTOMATIC, rolled_back_to
     from comfylock.explain import inspect
     from comfylock.resolve import uv as resolve
     from comfylock.resolve.stale import split_broken

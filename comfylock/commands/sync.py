@@ -124,9 +124,8 @@ def sync_env(
             target=target.meta(),
             changing=[c.name for c in p.changes] + list(p.reinstall),
             unfinished=unfinished,
-            unchanged=lambda: (
-                _envstate.freeze(ctx.probe.read()) == frozen
-            ),  # uv stopped before changing anything
+            # uv stopped before changing anything:
+            unchanged=lambda: _envstate.freeze(ctx.probe.read()) == frozen,
             failure=lambda e, back: _failure(e, the_lock, back),
         ) as entry,
     ):

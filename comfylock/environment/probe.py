@@ -1,8 +1,7 @@
 """Run the target interpreter once (or reuse its cached answer) and read what it says into a Target.
 
-`subprocess` and `shutil` are imported inside the functions that use them: a cached answer needs no
-subprocess (a no-op sync runs at every ComfyUI start), and importing comfylock.api must not pay for
-shutil's compression modules.
+`subprocess` is imported inside the function that runs the interpreter: a cached answer needs no
+subprocess (a no-op sync runs at every ComfyUI start).
 """
 
 from __future__ import annotations

@@ -179,7 +179,12 @@ def lookup(
     cache: Path, lock_path: Path, ws: Workspace, target: Target, args: Mapping[str, Any]
 ) -> str | None:
     """The fingerprint the last compile of `lock_path` computed, when nothing it read has changed."""
-    entry = read_json_dict(cache).get(str(lock_path))
+    return _fingerprint_if_unchanged(read_json_dict(cache).get(str(lock_path)), ws, target, args)
+
+
+def _fingerprint_if_unchanged(
+    entry: Any, ws: Workspace, target: Target, args: Mapping[str, Any]
+) -> str | None:
     try:
         files = snapshot(entry["files"], {})
         if entry["digest"] == digest(ws, target, files, entry["names"], args):
@@ -215,5 +220,6 @@ def recorded_args(cache: Path, lock_path: Path) -> dict[str, Any] | None:
 def as_compiled(cache: Path, lock_path: Path, ws: Workspace, target: Target) -> str | None:
     """lookup() with the arguments the last compile of `lock_path` was given: the fingerprint of its
     lock when nothing that compile read has changed since (`check` asks: is the lock stale?)."""
-    args = recorded_args(cache, lock_path)
-    return lookup(cache, lock_path, ws, target, args) if args is not None else None
+    entry = read_json_dict(cache).get(str(lock_path))  # read once for both questions
+    args = entry.get("args") if isinstance(entry, dict) else None
+    return _fingerprint_if_unchanged(entry, ws, target, args) if isinstance(args, dict) else None
