@@ -37,7 +37,8 @@ def compiled(r: CompileResult, out: Out) -> int:
     verb = "would write" if not r.written else "wrote"
     out(f"{verb} {name}: {len(nodes)} nodes, {nreq} requirements -> {len(r.lock.pins)} packages")
     for i in inputs:
-        out(f"  {i.node}: {i.why} ({len(i.requirements)} requirements)", detail=len(inputs) > 8)
+        n = len(i.requirements)
+        out(f"  {i.node}: {i.why} ({n} requirement{'' if n == 1 else 's'})", detail=len(inputs) > 8)
         for bad in i.bad_lines:
             out(f"  warning: skipped {bad.source.path.name}:{bad.source.line}: {bad.text!r} ({bad.reason})")
     if r.outcome is not None:

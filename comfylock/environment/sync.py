@@ -222,7 +222,7 @@ def _doing(p: SyncPlan) -> str:
     n = sum(kinds.values())
     noun = "package" if n == 1 else "packages"
     verbs = {"added": "installing", "removed": "removing", "upgraded": "upgrading"}
-    verbs["reinstalled"] = "reinstalling"
+    verbs |= {"downgraded": "downgrading", "reinstalled": "reinstalling"}
     if len(kinds) == 1 and next(iter(kinds)) in verbs:
         return f"{verbs[next(iter(kinds))]} {n} {noun}"
     words = {"added": "installed"}

@@ -72,6 +72,8 @@ def fingerprint(
 
     lines = []
     for inp in coll.inputs:
+        if inp.node == collect.USER and not (inp.requirements or inp.index_options or inp.bad_lines):
+            continue  # an empty list of your own (after `comfylock remove` of the last) is no list
         lines.append(
             (
                 inp.node,

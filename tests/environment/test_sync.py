@@ -168,3 +168,5 @@ def test_what_uv_is_about_to_do_is_said_in_the_right_words():
     mixed = plan(Change("a", None, "1"), Change("b", "1.0", "2.0"), Change("c", "1", None))
     assert _doing(mixed) == "changing 3 packages (1 installed, 1 upgraded, 1 removed)"
     assert _doing(plan(reinstall=("torch",))) == "reinstalling 1 package"
+    down = plan(Change("a", "2.0", "1.0"), Change("b", "4.70.1", "4.66.0"))
+    assert _doing(down) == "downgrading 2 packages"

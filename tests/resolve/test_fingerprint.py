@@ -223,6 +223,10 @@ def test_fingerprint_ignores_what_does_not_decide(tree, venv, index, tmp_path):
     f.write_text(f.read_text())
     (tree / "custom_nodes" / "single_file_node.py").write_text("# no requirements\n")
     assert compile_(tree, venv, index).up_to_date
+    # `comfylock remove` of your last requirement leaves an empty list: the same inputs as none
+    (tree / "user" / "comfylock" / "requirements.txt").write_text("# mine\n")
+    (tree / "user" / "comfylock" / ".compile-cache.json").unlink()
+    assert compile_(tree, venv, index).up_to_date
 
 
 @pytest.mark.parametrize("flag", [{"upgrade": True}, {"upgrade_packages": ["tqdm"]}, {"refresh": True}])
