@@ -113,7 +113,7 @@ def synced(r: SyncResult, out: Out, what: str, verbose: bool = False) -> int:
     if r.check is not None:
         from comfylock.cli.verify import sync_lines
 
-        for line in sync_lines(r.check, verbose=verbose):
+        for line in sync_lines(r.check, verbose=verbose, command=what):
             out(line)
         return 1 if r.regressed else 0
     return 0
@@ -199,7 +199,13 @@ def checked(r: CheckReport, lock_path: Path, out: Out) -> int:
     out(f"environment differs from {_display(lock_path)} in {len(p.changes)} packages:")
     for c in p.changes:
         out(f"  {words[c.kind]}: {c.name} (installed {c.old or '-'}, lock {c.new or '-'})")
-    if r.rolled_back is not None and r.rolled_back_automatic:
+    if r.rolled_back is not None and r.rolled_back_automatic and r.rolled_back.trigger.startswith("rollback"):
+        out(  # the entry's trigger is the change that followed it: here a rollback into a broken state
+            f"the environment is at history entry {r.rolled_back.id} ({r.rolled_back.time}): the last "
+            f"change (`{r.rolled_back.trigger}`) broke a custom node and was undone by itself; `comfylock "
+            "history` lists the other states, `comfylock sync` returns to the lock"
+        )
+    elif r.rolled_back is not None and r.rolled_back_automatic:
         out(
             f"the environment is at history entry {r.rolled_back.id} ({r.rolled_back.time}): the last sync "
             "broke a custom node and was rolled back by itself; pin or replace what broke it, then "

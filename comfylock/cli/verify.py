@@ -92,8 +92,8 @@ def missing_hint(module: str) -> str:
     )
 
 
-def sync_lines(check: Any, *, verbose: bool = False) -> list[str]:
-    """What verifying after a sync or rollback found, and what was undone."""
+def sync_lines(check: Any, *, verbose: bool = False, command: str = "sync") -> list[str]:
+    """What verifying after a sync or rollback (`command`) found, and what was undone."""
     out = [
         "verify: ComfyUI's loader after the change"
         + ("" if check.before else " (no earlier result to compare)")
@@ -107,9 +107,13 @@ def sync_lines(check: Any, *, verbose: bool = False) -> list[str]:
         entry = check.undo.entry
         where = f" (history entry {entry.id} is the broken state)" if entry is not None else ""
         out.append(f"rolled back: the environment is as it was before this change{where}")
-        out.append(
-            "  pin or replace what broke it, compile and sync again (`--no-verify` keeps the change anyway)"
-        )
+        if command == "rollback":  # nothing to pin: the state rolled back to is what does not load
+            out.append(
+                "  that state does not load: `comfylock history` lists the others, `comfylock rollback "
+                "--to ID` returns to one (`--no-verify` keeps this one anyway)"
+            )
+        else:
+            out.append("  pin or replace what broke it, compile and sync again (`--no-verify` keeps it)")
     elif check.undo_error:
         out.append(f"the automatic rollback failed: {check.undo_error}")
         out.append("  `comfylock rollback` restores the state before this change")

@@ -11,6 +11,7 @@ from standin_comfyui import install_standin
 from wheels import make_wheel
 
 from comfylock.cli.main import main
+from comfylock.environment import history
 from comfylock.lockfile.lock import Change
 from comfylock.verify import loader as _verify
 from comfylock.verify.state import regressions
@@ -247,6 +248,26 @@ def test_a_rollback_verifies_too(comfy, venv, wheels, capsys):
     out = capsys.readouterr().out
     assert "3 custom nodes loaded" in out and "REGRESSION" not in out
     assert installed(venv)["gadget"] == "1.0"
+
+
+def test_a_rollback_into_a_state_that_breaks_a_node_is_undone_with_a_rollbacks_advice(
+    comfy, venv, wheels, capsys
+):
+    root = first_sync(comfy, venv, wheels, capsys)
+    make_wheel(wheels, "gadget", "2.0", body=GADGET_2)
+    assert cli(root, venv, wheels, "compile", "-P", "gadget") == 0
+    assert cli(root, venv, wheels, "sync", "--no-verify") == 0  # broken, on purpose
+    assert cli(root, venv, wheels, "rollback") == 0  # back to gadget 1.0, recording the broken state
+    broken = history.entries(root / "user" / "comfylock")[-1].id
+    capsys.readouterr()
+    assert cli(root, venv, wheels, "rollback", "--to", str(broken)) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION: Uses-Gadget" in out and installed(venv)["gadget"] == "1.0"  # undone by itself
+    assert "that state does not load: `comfylock history` lists the others" in out
+    assert "compile and sync again" not in out  # a sync's advice: nothing here to pin
+    assert cli(root, venv, wheels, "check") == 1  # the lock has gadget 2.0: check says where things are
+    out = capsys.readouterr().out
+    assert f"the last change (`rollback to {broken}`) broke a custom node and was undone by itself" in out
 
 
 def test_a_hung_node_is_stopped_at_the_timeout_and_named(comfy, venv, wheels, capsys):
