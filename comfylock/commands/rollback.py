@@ -110,19 +110,34 @@ def rollback(
 def default_target(ctx: Context) -> int | None:
     """The entry a bare `rollback` returns to: the newest recorded state that differs from the
     environment now (returning to the present state would change nothing, as after an automatic
-    rollback) and that no automatic rollback left because a node stopped loading in it. None: the
-    newest entry (history.get then says why it cannot be used)."""
+    rollback), that no automatic rollback left because a node stopped loading in it, and in which
+    verifying found failing a node that loads now. None: the newest entry (history.get then says why
+    it cannot be used)."""
     from comfylock.environment import state
+    from comfylock.verify import state as verified
 
     target = ctx.probe.read()
-    for e in history.newest_first(ctx.ws.user_dir):
+    now = verified.load_state(ctx.ws.user_dir, verified.state_key(target.installed))
+    loads_now = {n.name for n in now.nodes if n.loaded} if now is not None else set()
+    entries = list(history.newest_first(ctx.ws.user_dir))
+    # The states automatic rollbacks left (each recorded before its rollback): the same state recorded
+    # under another entry is broken just as well.
+    broken = {_state(e) for e in entries if e.trigger.startswith(AUTOMATIC) and not e.damaged}
+    for e in entries:
         if e.damaged:
             return e.id  # refused by history.get, with the way to an older one: never skipped silently
-        if e.trigger.startswith(AUTOMATIC):
+        if e.trigger.startswith(AUTOMATIC) or _state(e) in broken:
             continue
+        then = verified.of_entry(e.path) if loads_now else None
+        if then is not None and any(n.name in loads_now for n in then.failed):
+            continue  # known to break a node that loads now (`--to` still goes there, with a warning)
         if not state.plan(read_lock(e.path), target, None).is_noop:
             return e.id
     return None
+
+
+def _state(e: history.Entry) -> frozenset[tuple[str, str]]:
+    return frozenset(lockfile.pin_versions(read_lock(e.path)).items())
 
 
 def rolled_back(ctx: Context) -> history.Entry | None:

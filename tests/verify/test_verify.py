@@ -268,6 +268,10 @@ def test_a_rollback_into_a_state_that_breaks_a_node_is_undone_with_a_rollbacks_a
     assert cli(root, venv, wheels, "check") == 1  # the lock has gadget 2.0: check says where things are
     out = capsys.readouterr().out
     assert f"the last change (`rollback to {broken}`) broke a custom node and was undone by itself" in out
+    # A bare rollback never goes back into that state, which verifying found breaking Uses-Gadget.
+    assert cli(root, venv, wheels, "rollback", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert f"rollback to history entry {broken}:" not in out and "gadget 1.0 -> 2.0" not in out, out
 
 
 def test_a_hung_node_is_stopped_at_the_timeout_and_named(comfy, venv, wheels, capsys):
