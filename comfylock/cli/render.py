@@ -113,7 +113,7 @@ def synced(r: SyncResult, out: Out, what: str, verbose: bool = False) -> int:
     if r.check is not None:
         from comfylock.cli.verify import sync_lines
 
-        for line in sync_lines(r.check, verbose=verbose, command=what):
+        for line in sync_lines(r.check, verbose=verbose, command=what, lock_path=r.lock_path):
             out(line)
         return 1 if r.regressed else 0
     return 0

@@ -38,9 +38,10 @@ def _verify(args: argparse.Namespace, out: Any) -> int:
         from comfylock._exceptions import InputError
 
         raise InputError("--timeout must be a positive number of seconds")
-    r = api.verify(context(args), timeout=args.timeout)
+    ctx = context(args)
+    r = api.verify(ctx, timeout=args.timeout)
     out.json("verify", result_json(r))
-    for line in lines(r, verbose=args.verbose):
+    for line in lines(r, verbose=args.verbose, lock_path=ctx.lock_path):
         out(line)
     return int(r.exit_code)
 
@@ -54,8 +55,9 @@ def result_json(r: Any) -> dict[str, Any]:
     return dict(data)
 
 
-def lines(r: Any, *, verbose: bool = False, indent: str = "") -> list[str]:
-    """The human report of one verify: a line per node, the error of each failed one."""
+def lines(r: Any, *, verbose: bool = False, indent: str = "", lock_path: Any = None) -> list[str]:
+    """The human report of one verify: a line per node, the error of each failed one (and, for a
+    missing module, what to do about it; see missing_hint for `lock_path`)."""
     out = []
     for n in r.nodes:
         secs = f"{n.seconds:5.1f} s" if n.seconds is not None else "   ?   "
@@ -67,7 +69,7 @@ def lines(r: Any, *, verbose: bool = False, indent: str = "") -> list[str]:
         else:
             out.append(f"{indent}      {n.error}")
         if n.missing_module:
-            out.append(f"{indent}      {missing_hint(n.missing_module)}")
+            out.append(f"{indent}      {missing_hint(n.missing_module, lock_path)}")
     loaded = sum(1 for n in r.nodes if n.loaded)
     if r.started or r.nodes:
         out.append(f"{indent}{loaded} of {len(r.nodes)} custom nodes loaded ({r.seconds:.1f} s)")
@@ -78,11 +80,18 @@ def lines(r: Any, *, verbose: bool = False, indent: str = "") -> list[str]:
     return out
 
 
-def missing_hint(module: str) -> str:
-    """How to add the package a ModuleNotFoundError asks for."""
+def missing_hint(module: str, lock_path: Any = None) -> str:
+    """How to add the package a ModuleNotFoundError asks for; where the lock at `lock_path` leaves
+    that package out by a policy, that rule instead (adding it would change nothing)."""
     from comfylock.verify.state import provider
 
     add = provider(module)
+    rule = _skipped_by(lock_path, add or module.split(".")[0]) if lock_path is not None else None
+    if rule is not None:
+        return (
+            f"missing module {module!r}: a policy leaves it out of the lock: skip {rule}; "
+            "drop that rule, then compile and sync"
+        )
     if add:
         return f"missing module {module!r}: `comfylock add '{add}'`, then compile and sync"
     top = module.split(".")[0]
@@ -92,13 +101,33 @@ def missing_hint(module: str) -> str:
     )
 
 
-def sync_lines(check: Any, *, verbose: bool = False, command: str = "sync") -> list[str]:
+def _skipped_by(lock_path: Any, requirement: str) -> str | None:
+    """The lock's `skip` policy line (without "skip ") for the package of `requirement`, if any."""
+    from comfylock._exceptions import InputError
+    from comfylock._names import canon, req_name
+    from comfylock.lockfile.lock import read_lock
+
+    try:
+        policies = read_lock(lock_path).lists.get("policy", ())
+    except InputError:
+        return None
+    name = req_name(requirement) or canon(requirement)
+    for line in policies:
+        kind, _, rest = line.partition(" ")
+        if kind == "skip" and canon(rest.split(" ", 1)[0]) == name:
+            return rest
+    return None
+
+
+def sync_lines(
+    check: Any, *, verbose: bool = False, command: str = "sync", lock_path: Any = None
+) -> list[str]:
     """What verifying after a sync or rollback (`command`) found, and what was undone."""
     out = [
         "verify: ComfyUI's loader after the change"
         + ("" if check.before else " (no earlier result to compare)")
     ]
-    out.extend(lines(check.after, verbose=verbose, indent="  "))
+    out.extend(lines(check.after, verbose=verbose, indent="  ", lock_path=lock_path))
     for reg in check.regressions:
         what = "names" if reg.named else "changed (its traceback names none of them)"
         out.append(f"  REGRESSION: {reg.node} loaded before and fails now: {reg.error}")

@@ -274,6 +274,20 @@ def test_a_rollback_into_a_state_that_breaks_a_node_is_undone_with_a_rollbacks_a
     assert f"rollback to history entry {broken}:" not in out and "gadget 1.0 -> 2.0" not in out, out
 
 
+def test_a_module_a_policy_leaves_out_is_named_with_that_rule_not_add(comfy, venv, wheels, capsys):
+    root = first_sync(comfy, venv, wheels, capsys)
+    policy = root / "user" / "comfylock" / "pip-policy.user.json"
+    policy.write_text('{"gadget": {"apply_first_match": [{"type": "skip", "reason": "try without"}]}}')
+    assert cli(root, venv, wheels, "compile") == 0
+    assert cli(root, venv, wheels, "sync") == 1  # Uses-Gadget stops loading: undone
+    out = capsys.readouterr().out
+    assert "No module named 'gadget'" in out
+    assert "a policy leaves it out of the lock: skip gadget" in out and "comfylock add 'gadget'" not in out
+    assert cli(root, venv, wheels, "verify") == 1  # Always-Broken's module is no policy's: add it
+    out = capsys.readouterr().out
+    assert "`comfylock add 'not_installed_anywhere'`" in out
+
+
 def test_a_hung_node_is_stopped_at_the_timeout_and_named(comfy, venv, wheels, capsys):
     # It also starts a child that holds ComfyUI's output open: only ending the whole tree ends the run.
     hang = (
