@@ -10,7 +10,6 @@ import os
 import re
 import shlex
 from collections.abc import Collection as AbstractSet
-from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -20,6 +19,7 @@ from packaging.requirements import Requirement
 from comfylock._exceptions import InputError
 from comfylock._fs import read_text_file as _read_text
 from comfylock._fs import resolve_path as _resolve
+from comfylock.collect.lines import logical_lines
 from comfylock.collect.types import CORE, USER, BadLine, IndexOption, NodeInput, Req, Source
 from comfylock.collect.untrusted import ARCHIVES as _ARCHIVES
 from comfylock.collect.untrusted import untrusted as _untrusted
@@ -46,8 +46,6 @@ _TAKES_VALUE = frozenset(
         "--hash",
     }
 )
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # not str.splitlines: \x0c or \u2028 would shift line numbers
-_COMMENT = re.compile(r"(?:^|\s)#.*")  # a '#' glued to text (URL fragments: #egg=) is not a comment
 _OPTIONS_START = re.compile(r"\s-")  # pip's rule: per-requirement options start at the first " -"
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _LOCAL = re.compile(r"(?:\.{1,2}(?:[/\\]|$)|~?[/\\]|[A-Za-z]:[/\\]|file:)", re.IGNORECASE)
@@ -90,36 +88,6 @@ def _quote(text: str, limit: int = 80) -> str:
 
 def _skip_hint(node: str) -> str | None:
     return None if node in (CORE, USER) else f"leave the node out with --skip-node {node}"
-
-
-def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
-    """Yield (first physical line number, text) of each non-empty logical line, comments removed."""
-    raws = _LINE_BREAK.split(text)
-    if "#" not in text and "\\" not in text:  # nothing to remove or join: most files
-        yield from ((n, line.strip()) for n, line in enumerate(raws, 1) if line.strip())
-        return
-    for first, _, line in logical_spans(raws):
-        yield first + 1, line
-
-
-def logical_spans(raws: Sequence[str]) -> Iterator[tuple[int, int, str]]:
-    """(first, one past last, text) of each non-empty logical line of physical lines `raws` (0-based):
-    comments removed, lines ending in a backslash joined with the next."""
-    start, parts = 0, list[str]()
-    for i, raw in enumerate(raws):
-        # Comments go first so a comment ending in '\' does not swallow the next line.
-        line = (_COMMENT.sub("", raw, count=1) if "#" in raw else raw).rstrip()
-        if not parts:
-            start = i
-        if line.endswith("\\"):
-            parts.append(line[:-1])
-            continue
-        text = "".join([*parts, line]).strip()
-        parts = []
-        if text:
-            yield start, i + 1, text
-    if parts and "".join(parts).strip():
-        yield start, len(raws), "".join(parts).strip()
 
 
 def _url_requirement(body: str) -> str:
@@ -203,7 +171,7 @@ class _Parser:
         if path not in self.files:
             self.files.append(path)
         node, reqs = self.node, self.reqs
-        for number, line in _logical_lines(text):
+        for number, line in logical_lines(text):
             src = Source(node, path, number)
             if line.startswith("-"):
                 self.option_line(line, src)

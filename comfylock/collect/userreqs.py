@@ -15,7 +15,8 @@ from pathlib import Path
 from comfylock._exceptions import InputError
 from comfylock._fs import read_text_file
 from comfylock._names import canon
-from comfylock.collect.reqfile import _COMMENT, _LINE_BREAK, _OPTIONS_START, _classify, logical_spans
+from comfylock.collect.lines import COMMENT, LINE_BREAK, logical_spans
+from comfylock.collect.reqfile import _OPTIONS_START, _classify
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class UserFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         text = read_text_file(path)[0] if os.path.lexists(path) else ""
-        self.raws = _LINE_BREAK.split(text)
+        self.raws = LINE_BREAK.split(text)
         if self.raws and self.raws[-1] == "":
             self.raws.pop()  # the final newline ends the last line; it starts none
         self._reparse()
@@ -52,7 +53,7 @@ class UserFile:
     def add(self, spec: str) -> None:
         """Put `spec` in place of the package's line (keeping its inline comment), else at the end."""
         spec = spec.strip()
-        if not spec or spec.startswith("-") or _COMMENT.search(spec) or _LINE_BREAK.search(spec):
+        if not spec or spec.startswith("-") or COMMENT.search(spec) or LINE_BREAK.search(spec):
             raise InputError(f"not a single requirement {spec!r}", hint="give one requirement per argument")
         name = _name(spec, None, None)
         old = next((e for e in self.entries if e.name == name), None)
@@ -60,7 +61,7 @@ class UserFile:
             self.raws.append(spec)
         else:
             last = self.raws[old.end - 1]
-            comment = _COMMENT.search(last) if old.end - old.start == 1 else None
+            comment = COMMENT.search(last) if old.end - old.start == 1 else None
             self.raws[old.start : old.end] = [spec + ("  " + comment[0].strip() if comment else "")]
         self._reparse()
         while len(same := [e for e in self.entries if e.name == name]) > 1:  # a second line for it
