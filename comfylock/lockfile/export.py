@@ -32,9 +32,14 @@ def export_requirements(the_lock: Lock, *, index_options: bool = True) -> str:
 # --- reading any lock, for a target -------------------------------------------------------------
 
 
+def is_pylock(path: Path) -> bool:
+    """Whether `path` names a pylock file (read as such by read_any)."""
+    return path.name.startswith("pylock") and path.name.endswith(".toml")
+
+
 def read_any(path: Path, environment: Mapping[str, str] | None = None) -> Lock:
     """A comfylock lock, a plain `name==version` requirements file, or a pylock (by its name)."""
-    if path.name.startswith("pylock") and path.name.endswith(".toml"):  # pylock.is_pylock, unimported
+    if is_pylock(path):  # its reader imported only then: a sync of a comfylock lock needs none of it
         from comfylock.lockfile.pylock import read_pylock
 
         return read_pylock(path, environment)

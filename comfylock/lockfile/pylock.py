@@ -43,12 +43,6 @@ class ExportResult:
 # --- pylock: writing -----------------------------------------------------------------------------
 
 
-def is_pylock(path: Path) -> bool:
-    """Whether `path` names a pylock file (read as such by export.read_any, which spells this test
-    again so that reading a comfylock lock never imports this module)."""
-    return path.name.startswith("pylock") and path.name.endswith(".toml")
-
-
 def check_pylock_name(path: Path) -> None:
     if not _PYLOCK_NAME.match(path.name):
         raise InputError(
