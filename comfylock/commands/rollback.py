@@ -122,22 +122,25 @@ def default_target(ctx: Context) -> int | None:
     entries = list(history.newest_first(ctx.ws.user_dir))
     # The states automatic rollbacks left (each recorded before its rollback): the same state recorded
     # under another entry is broken just as well.
-    broken = {_state(e) for e in entries if e.trigger.startswith(AUTOMATIC) and not e.damaged}
+    broken = {_state(read_lock(e.path)) for e in entries if e.trigger.startswith(AUTOMATIC) and not e.damaged}
     for e in entries:
         if e.damaged:
             return e.id  # refused by history.get, with the way to an older one: never skipped silently
-        if e.trigger.startswith(AUTOMATIC) or _state(e) in broken:
+        if e.trigger.startswith(AUTOMATIC):
+            continue
+        recorded = read_lock(e.path)
+        if _state(recorded) in broken:
             continue
         then = verified.of_entry(e.path) if loads_now else None
         if then is not None and any(n.name in loads_now for n in then.failed):
             continue  # known to break a node that loads now (`--to` still goes there, with a warning)
-        if not state.plan(read_lock(e.path), target, None).is_noop:
+        if not state.plan(recorded, target, None).is_noop:
             return e.id
     return None
 
 
-def _state(e: history.Entry) -> frozenset[tuple[str, str]]:
-    return frozenset(lockfile.pin_versions(read_lock(e.path)).items())
+def _state(recorded: Lock) -> frozenset[tuple[str, str]]:
+    return frozenset(lockfile.pin_versions(recorded).items())
 
 
 def rolled_back(ctx: Context) -> history.Entry | None:
