@@ -35,6 +35,15 @@ STANDARD = {
     "ultralytics": {"8.3.0": ["opencv-python>=4.6", "numpy"]},
 }
 
+# The distributions that fight over one import, as the default policy's families name them.
+OPENCVS = {
+    "opencv-python",
+    "opencv-python-headless",
+    "opencv-contrib-python",
+    "opencv-contrib-python-headless",
+}
+ONNX = {"onnxruntime", "onnxruntime-gpu"}
+
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "ComfyUI"
 
 

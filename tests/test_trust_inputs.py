@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import LocalIndex
+from helpers import LocalIndex, run
 from wheels import make_wheel
 
 from comfylock import api
@@ -92,6 +92,11 @@ def hostile_env(tmp: Path, evil: Path) -> tuple[dict[str, str], Path]:
     return env, work
 
 
+def compile_args(root: Path, venv: Path, good: Path) -> list[str]:
+    """`compile` of `root` into `venv` from the --find-links folder `good` alone, for comfylock()."""
+    return ["compile", "--comfyui", str(root), "--python", str(venv), "--no-index", "--find-links", str(good)]
+
+
 def comfylock(
     env: dict[str, str], cwd: Path, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
@@ -134,7 +139,7 @@ def test_planted_uv_config_and_hostile_uv_variables_decide_nothing(tmp_path, ven
     env, work = hostile_env(tmp_path, evil)
     root = comfy("gamma\nbeta\n")
     (root / "uv.toml").write_text(f'[pip]\nfind-links = ["{evil.as_posix()}"]\n')  # ComfyUI's folder too
-    args = ["compile", "--comfyui", str(root), "--python", str(venv), "--no-index", "--find-links", str(good)]
+    args = compile_args(root, venv, good)
 
     done = comfylock(env, work, *args)
 
@@ -156,7 +161,7 @@ def test_hostile_variable_cannot_make_the_next_compile_lie(tmp_path, venv, comfy
     root = comfy("gamma\n")
     env, work = hostile_env(tmp_path, tmp_path / "nowhere")
     (tmp_path / "constraint.txt").write_text("gamma<2\n")
-    args = ["compile", "--comfyui", str(root), "--python", str(venv), "--no-index", "--find-links", str(good)]
+    args = compile_args(root, venv, good)
     assert comfylock(env, work, *args).returncode == 0
     assert read_lock(root / "comfylock.lock").by_name()["gamma"].spec == "gamma==2.0"
     del env["UV_CONSTRAINT"]
@@ -301,18 +306,7 @@ def test_node_text_never_expands_a_variable(tmp_path, venv, comfy):
         env, work = hostile_env(tmp_path, tmp_path / "nowhere")
         env["HF_TOKEN"] = "hf_SECRET"
         before = tree(root)
-        done = comfylock(
-            env,
-            work,
-            "compile",
-            "--comfyui",
-            str(root),
-            "--python",
-            str(venv),
-            "--no-index",
-            "--find-links",
-            str(good),
-        )
+        done = comfylock(env, work, *compile_args(root, venv, good))
         one_line_refusal(done, r"custom_nodes/Thief/requirements\.txt:2: .*'\$' is not allowed")
         assert "hf_SECRET" not in done.stdout + done.stderr
         assert hits == [] and tree(root) == before
@@ -365,18 +359,7 @@ def test_non_web_urls_in_node_files_are_refused_and_nothing_builds(tmp_path, ven
     env, work = hostile_env(tmp_path, tmp_path / "nowhere")
     env["PWD"] = str(root)  # as in the report: compile run from the ComfyUI folder
     before = tree(root)
-    done = comfylock(
-        env,
-        work,
-        "compile",
-        "--comfyui",
-        str(root),
-        "--python",
-        str(venv),
-        "--no-index",
-        "--find-links",
-        str(good),
-    )
+    done = comfylock(env, work, *compile_args(root, venv, good))
     one_line_refusal(done, r"custom_nodes/X/requirements\.txt:1: .*refused")
     assert not marker.exists() and tree(root) == before
 
@@ -463,7 +446,7 @@ def test_quick_check_never_hangs_or_fills_memory(tmp_path, venv, comfy, swap):
     root = comfy("gamma\n", {"N": {"requirements.txt": "gamma\n"}})
     node = root / "custom_nodes" / "N"
     env, work = hostile_env(tmp_path, tmp_path / "nowhere")
-    args = ["compile", "--comfyui", str(root), "--python", str(venv), "--no-index", "--find-links", str(good)]
+    args = compile_args(root, venv, good)
     assert comfylock(env, work, *args).returncode == 0
     assert comfylock(env, work, *args).returncode == 0  # the quick check's cache is in place
     if swap == "fifo":
@@ -650,21 +633,7 @@ def test_nodes_named_core_and_user_never_collide_with_the_reserved_sources(tmp_p
     own = root / "user" / "comfylock" / "requirements.txt"
     own.parent.mkdir(parents=True)
     own.write_text("gamma\n")
-    assert (
-        main(
-            [
-                "compile",
-                "--comfyui",
-                str(root),
-                "--python",
-                str(venv),
-                "--no-index",
-                "--find-links",
-                str(good),
-            ]
-        )
-        == 0
-    )
+    assert run(root, venv, good, "compile") == 0
     lock = read_lock(root / "comfylock.lock")
     assert lock.lists["node"] == (
         f"core requirements.txt git={'a' * 40}",
@@ -681,7 +650,7 @@ def test_a_moved_node_commit_refreshes_the_header_without_resolving(
     good = wheels(tmp_path / "good", "1.0", "gamma")
     root = comfy("gamma\n", {"N": {"requirements.txt": "gamma\n"}})
     git_checkout(root / "custom_nodes" / "N", "1" * 40)
-    args = ["compile", "--comfyui", str(root), "--python", str(venv), "--no-index", "--find-links", str(good)]
+    args = compile_args(root, venv, good)
     assert main(args) == 0
     git_checkout(root / "custom_nodes" / "N", "2" * 40)
     calls: list[object] = []
@@ -720,7 +689,7 @@ def test_a_lock_that_is_a_symlink_is_written_through(tmp_path, comfy, venv):
     team.parent.mkdir()
     team.write_text("")
     (root / "comfylock.lock").symlink_to(team)
-    args = ["compile", "--comfyui", str(root), "--python", str(venv), "--no-index", "--find-links", str(good)]
+    args = compile_args(root, venv, good)
     assert main(args) == 0
     assert (root / "comfylock.lock").is_symlink() and "gamma==1.0" in team.read_text()
     (root / "requirements.txt").write_text("gamma\nbeta\n")
@@ -756,38 +725,9 @@ def test_terminal_escapes_in_node_names_are_printed_escaped(tmp_path, comfy, ven
     good = wheels(tmp_path / "good", "1.0", "gamma", "beta")
     name = "Evil\x1b]0;owned\x07\x1b[2J\u202eNode"
     root = comfy("gamma\n", {name: {"requirements.txt": "beta\n"}})
-    assert (
-        main(
-            [
-                "compile",
-                "-v",
-                "--comfyui",
-                str(root),
-                "--python",
-                str(venv),
-                "--no-index",
-                "--find-links",
-                str(good),
-            ]
-        )
-        == 0
-    )
+    assert run(root, venv, good, "compile", "-v") == 0
     (root / "custom_nodes" / name / "requirements.txt").write_text("beta\nnot valid !!\n")
-    assert (
-        main(
-            [
-                "compile",
-                "--comfyui",
-                str(root),
-                "--python",
-                str(venv),
-                "--no-index",
-                "--find-links",
-                str(good),
-            ]
-        )
-        == 2
-    )
+    assert run(root, venv, good, "compile") == 2
     out, err = capsys.readouterr()
     for text in (out, err):
         assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202e]", text), repr(text)

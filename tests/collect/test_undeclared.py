@@ -4,9 +4,9 @@ scan (never run), and declared by the user with config.toml's per-node `requirem
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from comfylock.cli.main import main
+from helpers import run
+
 from comfylock.lockfile.lock import read_lock
 
 # Running this would leave a marker file: the tests check it never appears.
@@ -17,22 +17,6 @@ subprocess.check_call([sys.executable, "-m", "pip", "install", "tqdm", "-r", "re
 os.system(f'"{sys.executable}" -m pip install idna {sys.argv[0]}')
 """
 SETUP_PY = "from setuptools import setup\nsetup(name='x', install_requires=['pillow>=10', 'requests'])\n"
-
-
-def compile_(root: Path, venv: Path, index: Path, *args: str) -> int:
-    return main(
-        [
-            "compile",
-            "--comfyui",
-            str(root),
-            "--python",
-            str(venv),
-            "--no-index",
-            "--find-links",
-            str(index),
-            *args,
-        ]
-    )
 
 
 def test_compile_lists_nodes_that_install_more_than_they_declare_with_hints(comfy, venv, index, capsys):
@@ -57,7 +41,7 @@ def test_compile_lists_nodes_that_install_more_than_they_declare_with_hints(comf
             "Plain": {"requirements.txt": "idna\n"},
         },
     )
-    assert compile_(root, venv, index) == 0
+    assert run(root, venv, index, "compile") == 0
     out = capsys.readouterr().out
     assert "requirements not declared statically: Installer: install.py" in out
     assert "install.py installs tqdm, idna" in out and "it reads requirements-extra.txt" in out
@@ -71,7 +55,7 @@ def test_compile_lists_nodes_that_install_more_than_they_declare_with_hints(comf
     assert "Plain:" not in out.split("changes:")[0].split("user:")[1]
     assert not (root / "custom_nodes" / "Installer" / "RAN").exists()  # parsed, never run
     (root / "comfylock.lock").unlink()
-    assert compile_(root, venv, index, "--json") == 0
+    assert run(root, venv, index, "compile", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert {u["node"] for u in doc["undeclared"]} == {
         "Installer",
@@ -86,14 +70,14 @@ def test_config_requirements_declare_them_with_provenance_and_silence_the_listin
     cfg = root / "user" / "comfylock" / "config.toml"
     cfg.parent.mkdir(parents=True)
     cfg.write_text('[nodes."Installer"]\nrequirements = ["tqdm", "idna>=3"]\n')
-    assert compile_(root, venv, index) == 0
+    assert run(root, venv, index, "compile") == 0
     out = capsys.readouterr().out
     assert "not declared statically" not in out and "2 from config.toml requirements" in out
     pins = read_lock(root / "comfylock.lock").by_name()
     assert pins["tqdm"].requested_by[0].node == "Installer"
     assert "requested by Installer (" in (root / "comfylock.lock").read_text()
     cfg.write_text('[nodes."Installer"]\nrequirements = ["tqdm"]\n')  # the fingerprint sees the change
-    assert compile_(root, venv, index) == 0
+    assert run(root, venv, index, "compile") == 0
     assert "idna" not in read_lock(root / "comfylock.lock").by_name()
 
 
@@ -102,6 +86,6 @@ def test_bad_config_requirements_are_refused_naming_the_file(comfy, venv, index,
     cfg = root / "user" / "comfylock" / "config.toml"
     cfg.parent.mkdir(parents=True)
     cfg.write_text('[nodes."N"]\nrequirements = [1]\n')
-    assert compile_(root, venv, index) == 2
+    assert run(root, venv, index, "compile") == 2
     err = capsys.readouterr().err
     assert "config.toml" in err and "nodes.N.requirements" in err

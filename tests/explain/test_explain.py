@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import run
 
 from comfylock._exceptions import ResolutionError, UvError
 from comfylock.collect import gather as collect
@@ -393,31 +394,19 @@ def test_corpus_numpy2_node_next_to_impact_pack(tmp_path, venv, capsys, pypi_env
 
 
 def test_cli_compile_conflict_prints_the_attribution(comfy, venv, index, capsys):
-    from comfylock.cli.main import main
-
     nodes = {
         "Old": {"requirements.txt": "numpy<2\n"},
         "New": {"requirements.txt": "numpy>=2\n"},
         "Bystander": {"requirements.txt": "tqdm\n"},
     }
     root = comfy("", nodes)
-    args = [
-        "compile",
-        "--comfyui",
-        str(root),
-        "--python",
-        str(venv),
-        "--no-index",
-        "--find-links",
-        str(index),
-    ]
-    assert main(args) == 1
+    assert run(root, venv, index, "compile") == 1
     err = capsys.readouterr().err
     assert "involved: New, Old" in err and "cannot hold together: New, Old" in err
     assert "Old: requirements.txt:1: numpy<2" in err and "New: requirements.txt:1: numpy>=2" in err
     assert "comfylock compile --skip-node Old  (checked: resolves)" in err
     assert "Bystander" not in err and "you require numpy" in err
-    assert main([*args, "--json"]) == 1
+    assert run(root, venv, index, "compile", "--json") == 1
     data = json.loads(capsys.readouterr().out)
     assert data["schema"] == "comfylock.error/1" and data["exit_code"] == 1
     assert data["attribution"]["groups"] == ["New", "Old"] and data["attribution"]["resolutions_used"] > 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ONNX, OPENCVS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.requirements import Requirement
@@ -26,14 +27,6 @@ from comfylock.policy.apply import (
     check_policy_text,
     load_policy,
 )
-
-OPENCVS = {
-    "opencv-python",
-    "opencv-python-headless",
-    "opencv-contrib-python",
-    "opencv-contrib-python-headless",
-}
-ONNX = {"onnxruntime", "onnxruntime-gpu"}
 
 
 def R(text: str, node: str = "node", line: int = 1, *, constraint: bool = False) -> Req:

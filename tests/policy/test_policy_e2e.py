@@ -12,21 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CORPUS, installed, run
+from helpers import CORPUS, ONNX, OPENCVS, installed, run
 from wheels import make_wheel
 
 from comfylock.cli.main import main
 from comfylock.environment.probe import _nvidia_driver_present
 from comfylock.lockfile.lock import Pin, read_lock
 from comfylock.resolve import uv as resolve
-
-OPENCVS = {
-    "opencv-python",
-    "opencv-python-headless",
-    "opencv-contrib-python",
-    "opencv-contrib-python-headless",
-}
-ONNX = {"onnxruntime", "onnxruntime-gpu"}
 
 
 def uv_install(venv: Path, *args: str) -> None:
