@@ -47,9 +47,9 @@ ONNX = {"onnxruntime", "onnxruntime-gpu"}
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "ComfyUI"
 
 
-def run(root: Path, venv: Path, index: Path | None, *args: str, quiet: bool = False) -> int:
+def run(root: Path, venv: Path, index: Path | str | None, *args: str, quiet: bool = False) -> int:
     """`comfylock COMMAND --comfyui ROOT --python VENV ...` in this process; a compile resolves from the
-    --find-links folder `index` alone (when given)."""
+    --find-links folder or page `index` alone (when given)."""
     extra = ["--no-index", "--find-links", str(index)] if args[0] == "compile" and index else []
     flags = ["-q"] if quiet else []
     return main([args[0], *flags, "--comfyui", str(root), "--python", str(venv), *extra, *args[1:]])

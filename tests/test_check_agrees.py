@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import STANDARD, install
+from helpers import STANDARD, install, run
 from wheels import make_index
 
 from comfylock.cli.main import main
@@ -29,11 +29,6 @@ WHEELS = {
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_index(tmp_path_factory.mktemp("check-wheels"), WHEELS)
-
-
-def run(root: Path, python: Path, index: Path, *args: str) -> int:
-    extra = ["--no-index", "--find-links", str(index)] if args[0] == "compile" else []
-    return main([args[0], "--comfyui", str(root), "--python", str(python), *extra, *args[1:]])
 
 
 def user_policy(root: Path, doc: dict) -> None:

@@ -12,15 +12,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import installed
+from helpers import installed, run
 
-from comfylock.cli.main import main
 from comfylock.lockfile.lock import read_lock
-
-
-def cli(root: Path, venv: Path, links: str, *args: str) -> int:
-    extra = ["--no-index", "--find-links", links] if args[0] == "compile" else []
-    return main([args[0], "--comfyui", str(root), "--python", str(venv), *extra, *args[1:]])
 
 
 def history_ids(root: Path) -> list[int]:
@@ -46,9 +40,9 @@ def served(index: Path) -> Iterator[str]:
 def two_syncs(comfy, venv, served) -> Path:
     """Entry 1: the empty environment; entry 2: numpy 2.1.0 + pillow; now numpy 1.26.4 + tqdm."""
     root = comfy("numpy\npillow\n")
-    assert cli(root, venv, served, "compile") == 0 and cli(root, venv, served, "sync") == 0
+    assert run(root, venv, served, "compile") == 0 and run(root, venv, served, "sync") == 0
     (root / "requirements.txt").write_text("numpy<2\ntqdm\n")
-    assert cli(root, venv, served, "compile") == 0 and cli(root, venv, served, "sync") == 0
+    assert run(root, venv, served, "compile") == 0 and run(root, venv, served, "sync") == 0
     assert installed(venv) == {"numpy": "1.26.4", "tqdm": "4.66.0"}
     assert history_ids(root) == [1, 2]
     return root
@@ -58,7 +52,7 @@ def test_rollback_retried_online_records_one_entry(two_syncs, venv, served, tmp_
     root = two_syncs
     # uv's cache lost the old wheels: the offline attempt misses, the online one succeeds.
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "empty-cache"))
-    assert cli(root, venv, served, "rollback") == 0
+    assert run(root, venv, served, "rollback") == 0
     assert installed(venv) == {"numpy": "2.1.0", "pillow": "11.0.0"}
     assert history_ids(root) == [1, 2, 3]  # one operation, one entry (it was 3 and 4, identical)
     assert "rollback to 2" in (root / "user" / "comfylock" / "history" / "0003.lock").read_text()
@@ -67,21 +61,21 @@ def test_rollback_retried_online_records_one_entry(two_syncs, venv, served, tmp_
 def test_rollback_says_what_it_undoes_before_acting(two_syncs, venv, served, capsys):
     root = two_syncs
     capsys.readouterr()
-    assert cli(root, venv, served, "rollback", "--dry-run") == 0
+    assert run(root, venv, served, "rollback", "--dry-run") == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("rollback to history entry 2: undoes `sync comfylock.lock` of 20")
     assert out[0].endswith("(the last change comfylock made to the environment)")
     assert out[1] == "  entry 2 holds 2 packages; the environment has 2 now; 3 changes"
     assert installed(venv) == {"numpy": "1.26.4", "tqdm": "4.66.0"} and history_ids(root) == [1, 2]
 
-    assert cli(root, venv, served, "sync") == 0  # a no-op: records nothing, so it is not what is undone
+    assert run(root, venv, served, "sync") == 0  # a no-op: records nothing, so it is not what is undone
     capsys.readouterr()
-    assert cli(root, venv, served, "rollback", "--to", "1", "--dry-run") == 0
+    assert run(root, venv, served, "rollback", "--to", "1", "--dry-run") == 0
     out = capsys.readouterr().out.splitlines()
     assert "undoes `sync comfylock.lock` of 20" in out[0] and out[0].endswith("and the 1 change after it")
     assert "entry 1 holds 0 packages" in out[1]
 
-    assert cli(root, venv, served, "rollback") == 0
+    assert run(root, venv, served, "rollback") == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("rollback to history entry 2: undoes `sync comfylock.lock`")  # said first
     assert any("previous state saved as history entry 3" in ln for ln in out)
@@ -89,7 +83,7 @@ def test_rollback_says_what_it_undoes_before_acting(two_syncs, venv, served, cap
 
 def test_rollback_json_reports_what_it_undoes(two_syncs, venv, served, capsys):
     capsys.readouterr()
-    assert cli(two_syncs, venv, served, "rollback", "--dry-run", "--json") == 0
+    assert run(two_syncs, venv, served, "rollback", "--dry-run", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     undoes = doc["undoes"]
     assert undoes["entry"] == 2 and undoes["trigger"] == "sync comfylock.lock"
@@ -99,47 +93,47 @@ def test_rollback_json_reports_what_it_undoes(two_syncs, venv, served, capsys):
 
 def test_check_after_rollback_says_where_and_how_back_then_sync_returns(two_syncs, venv, served, capsys):
     root = two_syncs
-    assert cli(root, venv, served, "rollback") == 0
+    assert run(root, venv, served, "rollback") == 0
     capsys.readouterr()
-    assert cli(root, venv, served, "check") == 1
+    assert run(root, venv, served, "check") == 1
     out = capsys.readouterr().out
     assert "the environment is at history entry 2 (" in out and ") by a rollback" in out
     assert "`comfylock sync` returns to the lock" in out
     assert "`comfylock rollback --to 2 --write-lock` makes it the lock" in out
-    assert cli(root, venv, served, "check", "--json") == 1
+    assert run(root, venv, served, "check", "--json") == 1
     assert json.loads(capsys.readouterr().out)["rolled_back_to"] == 2
-    assert cli(root, venv, served, "sync") == 0
+    assert run(root, venv, served, "sync") == 0
     capsys.readouterr()
-    assert cli(root, venv, served, "check") == 0
+    assert run(root, venv, served, "check") == 0
     assert "by a rollback" not in capsys.readouterr().out
 
 
 def test_rollback_write_lock_makes_the_state_the_lock(two_syncs, venv, served, capsys):
     root = two_syncs
-    assert cli(root, venv, served, "rollback") == 0
-    assert cli(root, venv, served, "rollback", "--to", "2", "--write-lock") == 0
+    assert run(root, venv, served, "rollback") == 0
+    assert run(root, venv, served, "rollback", "--to", "2", "--write-lock") == 0
     out = capsys.readouterr().out
     assert "wrote history entry 2 as " in out
     assert history_ids(root) == [1, 2, 3]  # already there: nothing synced, nothing recorded
     lock = read_lock(root / "comfylock.lock")
     assert lock.intact and {p.name: p.version for p in lock.pins} == {"numpy": "2.1.0", "pillow": "11.0.0"}
     assert "written from history entry 2" in (root / "comfylock.lock").read_text()
-    assert cli(root, venv, served, "check") == 0
-    assert cli(root, venv, served, "sync") == 0 and history_ids(root) == [1, 2, 3]
+    assert run(root, venv, served, "check") == 0
+    assert run(root, venv, served, "sync") == 0 and history_ids(root) == [1, 2, 3]
     # The next compile resolves the requirements again (numpy<2, tqdm) and writes a normal lock.
-    assert cli(root, venv, served, "compile") == 0
+    assert run(root, venv, served, "compile") == 0
     assert "written from history entry" not in (root / "comfylock.lock").read_text()
 
 
 def test_rollback_write_lock_in_one_step(two_syncs, venv, served):
     root = two_syncs
-    assert cli(root, venv, served, "rollback", "--write-lock") == 0
+    assert run(root, venv, served, "rollback", "--write-lock") == 0
     assert installed(venv) == {"numpy": "2.1.0", "pillow": "11.0.0"}
-    assert cli(root, venv, served, "check") == 0
+    assert run(root, venv, served, "check") == 0
 
 
 def test_dry_run_write_lock_writes_nothing(two_syncs, venv, served):
     root = two_syncs
     before = (root / "comfylock.lock").read_bytes()
-    assert cli(root, venv, served, "rollback", "--write-lock", "--dry-run") == 0
+    assert run(root, venv, served, "rollback", "--write-lock", "--dry-run") == 0
     assert (root / "comfylock.lock").read_bytes() == before

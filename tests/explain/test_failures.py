@@ -12,9 +12,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from helpers import run
 from wheels import make_wheel
 
-from comfylock.cli.main import main
 from comfylock.resolve import uvtext
 
 
@@ -52,18 +52,13 @@ def failing_sdist(folder: Path, name: str, version: str, *, static: bool = True)
             tar.addfile(info, io.BytesIO(text.encode()))
 
 
-def cli(root: Path, venv: Path, index: Path, *args: str) -> int:
-    extra = ["--no-index", "--find-links", str(index)] if args[0] == "compile" else []
-    return main([args[0], "--comfyui", str(root), "--python", str(venv), *extra, *args[1:]])
-
-
 # --- compile: a requirement uv cannot fetch ------------------------------------------------------
 
 
 def test_unreachable_named_url_names_node_line_cause_and_way_out(comfy, venv, index, capsys):
     url = f"http://127.0.0.1:{dead_port()}/img2texture-1.0-py3-none-any.whl"
     root = comfy("numpy\n", {"NodeA": {"requirements.txt": f"numpy\nimg2texture @ {url}\n"}})
-    assert cli(root, venv, index, "compile") == 1
+    assert run(root, venv, index, "compile") == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "custom_nodes/NodeA/requirements.txt:2:" in err
@@ -81,7 +76,7 @@ def test_unreachable_unnamed_url_is_mapped_back_to_its_line(comfy, venv, index, 
         "NodeB": {"requirements.txt": f"# a comment\npillow\n{url}\n"},
     }
     root = comfy("", nodes)
-    assert cli(root, venv, index, "compile", "-v") == 1
+    assert run(root, venv, index, "compile", "-v") == 1
     err = capsys.readouterr().err
     # -v also says each step on stderr; the error is one line of its own
     first = next(line for line in err.splitlines() if line.startswith("comfylock: error:"))
@@ -94,7 +89,7 @@ def test_unreachable_unnamed_url_is_mapped_back_to_its_line(comfy, venv, index, 
 def test_unreachable_git_url_cause_names_the_node(comfy, venv, index, capsys):
     url = f"git+https://127.0.0.1:{dead_port()}/someone/ComfyUI-Img2Texture.git@v1.0"
     root = comfy("", {"NodeG": {"requirements.txt": f"{url}\n"}})
-    assert cli(root, venv, index, "compile", "--json") == 1
+    assert run(root, venv, index, "compile", "--json") == 1
     doc = json.loads(capsys.readouterr().out)
     assert "custom_nodes/NodeG/requirements.txt:1:" in doc["error"]
     assert "Git operation failed" in doc["error"] and "unable to access" in doc["error"]
@@ -105,7 +100,7 @@ def test_unreachable_git_url_cause_names_the_node(comfy, venv, index, capsys):
 def test_core_line_has_no_skip_node_but_other_ways(comfy, venv, index, capsys):
     url = f"http://127.0.0.1:{dead_port()}/x/thing-2.0-py3-none-any.whl"
     root = comfy(f"thing @ {url}\n")
-    assert cli(root, venv, index, "compile") == 1
+    assert run(root, venv, index, "compile") == 1
     err = capsys.readouterr().err
     assert "requirements.txt:1: uv pip compile failed on core's requirement" in err
     assert "--skip-node" not in err and "make the URL reachable" in err
@@ -117,7 +112,7 @@ def test_dependency_that_cannot_build_names_the_node_that_brought_it(comfy, venv
     make_wheel(wheels, "trt", "10.0", ["dyn-libs"])
     failing_sdist(wheels, "dyn-libs", "1.0", static=False)  # compile must build it to learn its metadata
     root = comfy("numpy\n", {"NodeT": {"requirements.txt": "pillow\ntrt\n"}})
-    assert cli(root, venv, wheels, "compile") == 1
+    assert run(root, venv, wheels, "compile") == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert "custom_nodes/NodeT/requirements.txt:2: uv pip compile failed on NodeT's requirement 'trt'" in err
@@ -133,7 +128,7 @@ def test_same_url_in_two_nodes_names_both(comfy, venv, index, capsys):
         "NodeB": {"requirements.txt": f"{url}\n"},
     }
     root = comfy("", nodes)
-    assert cli(root, venv, index, "compile") == 1
+    assert run(root, venv, index, "compile") == 1
     err = capsys.readouterr().err
     assert "custom_nodes/NodeA/requirements.txt:1:" in err
     assert "also asked by NodeB (custom_nodes/NodeB/requirements.txt:1)" in err
@@ -149,9 +144,9 @@ def test_sync_failure_names_the_node_behind_the_package(comfy, venv, index, tmp_
     make_wheel(wheels, "trt", "10.0", ["trt-cu13-libs"])
     failing_sdist(wheels, "trt-cu13-libs", "10.0")
     root = comfy("numpy\n", {"ComfyUI_TRT": {"requirements.txt": "pillow\ntrt\n"}})
-    assert cli(root, venv, wheels, "compile") == 0
+    assert run(root, venv, wheels, "compile") == 0
     capsys.readouterr()
-    assert cli(root, venv, wheels, "sync") == 1
+    assert run(root, venv, wheels, "sync") == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "Failed to build `trt-cu13-libs==10.0`" in err
@@ -167,7 +162,7 @@ def test_sync_failure_names_the_node_behind_the_package(comfy, venv, index, tmp_
 def test_uv_warning_is_shown_with_the_node_that_asked(comfy, venv, index, capsys):
     nodes = {"NodeV": {"requirements.txt": "numpy\nopencv-python-headless[ffmpeg]\n"}}
     root = comfy("numpy\n", nodes)
-    assert cli(root, venv, index, "compile", "--no-default-policy") == 0
+    assert run(root, venv, index, "compile", "--no-default-policy") == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if "extra named `ffmpeg`" in ln)
     assert "opencv-python-headless==4.10.0" in line
@@ -177,7 +172,7 @@ def test_uv_warning_is_shown_with_the_node_that_asked(comfy, venv, index, capsys
 def test_uv_warning_after_a_policy_rewrite_names_the_nodes_line(comfy, venv, index, capsys):
     nodes = {"NodeV": {"requirements.txt": "opencv-python[ffmpeg]>=4\n"}}
     root = comfy("", nodes)
-    assert cli(root, venv, index, "compile") == 0
+    assert run(root, venv, index, "compile") == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if "extra named `ffmpeg`" in ln)
     # The policy's OpenCV is what uv saw; the warning still points at the node's own line.
@@ -191,7 +186,7 @@ def test_uv_warning_for_a_dependency_names_the_node_that_brought_it(comfy, venv,
     make_wheel(wheels, "wrapper", "1.0", ["tqdm[fancy]"])
     # core asks for tqdm too, without the extra: the warning is NodeW's doing, not core's.
     root = comfy("tqdm\n", {"NodeW": {"requirements.txt": "wrapper\n"}})
-    assert cli(root, venv, wheels, "compile") == 0
+    assert run(root, venv, wheels, "compile") == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if "extra named `fancy`" in ln)
     assert line.endswith("(brought in by NodeW)")
@@ -201,7 +196,7 @@ def test_uv_warning_about_this_machine_is_shown_but_not_locked(comfy, venv, inde
     """ "Python 3.99 is not available here" depends on the machine: the same inputs must give the same
     lock everywhere, so it is printed, not written."""
     root = comfy("numpy\n")
-    assert cli(root, venv, index, "compile", "--python-version", "3.99") == 0
+    assert run(root, venv, index, "compile", "--python-version", "3.99") == 0
     assert "warning: uv: The requested Python version 3.99 is not available" in capsys.readouterr().out
     assert "not available" not in (root / "comfylock.lock").read_text()
 
@@ -211,7 +206,7 @@ def test_uv_warning_about_this_machine_is_shown_but_not_locked(comfy, venv, inde
 
 def test_conflict_json_packages_are_package_names(comfy, venv, index, capsys):
     root = comfy("numpy>=2\n", {"NodeS": {"requirements.txt": "scipy<1.12\n"}})
-    assert cli(root, venv, index, "compile", "--json") == 1
+    assert run(root, venv, index, "compile", "--json") == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["packages"] == ["numpy", "scipy"], doc["packages"]
 

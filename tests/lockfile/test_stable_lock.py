@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import STANDARD, install, installed
+from helpers import STANDARD, install, installed, run
 from wheels import make_index
 
 from comfylock.cli.main import main
@@ -34,11 +34,6 @@ TORCH = {
 @pytest.fixture(scope="module")
 def torch_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_index(tmp_path_factory.mktemp("torch-wheels"), TORCH)
-
-
-def run(root: Path, python: Path, index: Path, *args: str) -> int:
-    extra = ["--no-index", "--find-links", str(index)] if args[0] == "compile" else []
-    return main([args[0], "--comfyui", str(root), "--python", str(python), *extra, *args[1:]])
 
 
 def make_venv(path: Path) -> Path:

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import installed
+from helpers import installed, run
 from standin_comfyui import install_standin
 from wheels import make_wheel
 
-from comfylock.cli.main import main
 from comfylock.environment import history
 from comfylock.lockfile.lock import Change
 from comfylock.verify import loader as _verify
@@ -112,15 +111,10 @@ def wheels(tmp_path: Path) -> Path:
     return folder
 
 
-def cli(root: Path, venv: Path, wheels: Path, *args: str) -> int:
-    extra = ["--no-index", "--find-links", str(wheels)] if args[0] == "compile" else []
-    return main([args[0], "--comfyui", str(root), "--python", str(venv), *extra, *args[1:]])
-
-
 def first_sync(comfy, venv, wheels, capsys) -> Path:
     root = install_standin(comfy("", NODES))
-    assert cli(root, venv, wheels, "compile") == 0
-    assert cli(root, venv, wheels, "sync") == 0  # Always-Broken fails, but there is no baseline yet
+    assert run(root, venv, wheels, "compile") == 0
+    assert run(root, venv, wheels, "sync") == 0  # Always-Broken fails, but there is no baseline yet
     out = capsys.readouterr().out
     assert "no earlier result to compare" in out and "2 of 3 custom nodes loaded" in out
     assert "REGRESSION" not in out
@@ -129,34 +123,34 @@ def first_sync(comfy, venv, wheels, capsys) -> Path:
 
 def test_verify_reports_each_node_with_its_error_and_the_module_to_add(comfy, venv, wheels, capsys):
     root = first_sync(comfy, venv, wheels, capsys)
-    assert cli(root, venv, wheels, "verify") == 1
+    assert run(root, venv, wheels, "verify") == 1
     out = capsys.readouterr().out
     assert "FAILED" in out and "Always-Broken" in out
     assert "ModuleNotFoundError: No module named 'not_installed_anywhere'" in out
-    assert cli(root, venv, wheels, "verify", "--json") == 1
+    assert run(root, venv, wheels, "verify", "--json") == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["schema"] == "comfylock.verify/1"
     nodes = {n["node"]: n for n in doc["nodes"]}
     assert nodes["Uses-Gadget"]["loaded"] and nodes["Plain"]["loaded"]
     assert nodes["Always-Broken"]["missing_module"] == "not_installed_anywhere"
     (root / "custom_nodes" / "Always-Broken" / "__init__.py").write_text("import yaml\n")
-    assert cli(root, venv, wheels, "verify") == 1
+    assert run(root, venv, wheels, "verify") == 1
     assert "`comfylock add 'pyyaml'`" in capsys.readouterr().out
     (root / "custom_nodes" / "Always-Broken" / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
-    assert cli(root, venv, wheels, "verify") == 0
+    assert run(root, venv, wheels, "verify") == 0
     assert "3 of 3 custom nodes loaded" in capsys.readouterr().out
 
 
 def test_verify_exits_2_when_comfyui_cannot_start(comfy, venv, wheels, capsys):
     root = install_standin(comfy("", {}))
     (root / "main.py").write_text("raise RuntimeError('no torch here')\n")
-    assert cli(root, venv, wheels, "verify") == 2
+    assert run(root, venv, wheels, "verify") == 2
     assert "ComfyUI did not start: RuntimeError: no torch here" in capsys.readouterr().out
 
 
 def test_verify_needs_comfyuis_loader(comfy, venv, wheels, capsys):
     root = comfy("", {})  # an empty main.py, no nodes.py: a marker, never run
-    assert cli(root, venv, wheels, "verify") == 2
+    assert run(root, venv, wheels, "verify") == 2
     err = capsys.readouterr().err
     assert "no ComfyUI loader" in err and len(err.strip().splitlines()) == 1
 
@@ -166,9 +160,9 @@ def test_sync_that_breaks_a_node_rolls_back_by_itself_naming_node_error_and_pack
 ):
     root = first_sync(comfy, venv, wheels, capsys)
     make_wheel(wheels, "gadget", "2.0", body=GADGET_2)
-    assert cli(root, venv, wheels, "compile", "-P", "gadget") == 0
+    assert run(root, venv, wheels, "compile", "-P", "gadget") == 0
     capsys.readouterr()
-    assert cli(root, venv, wheels, "sync") == 1
+    assert run(root, venv, wheels, "sync") == 1
     out = capsys.readouterr().out
     assert (
         "REGRESSION: Uses-Gadget loaded before and fails now: ImportError: cannot import name 'helper'" in out
@@ -179,7 +173,7 @@ def test_sync_that_breaks_a_node_rolls_back_by_itself_naming_node_error_and_pack
     # The result of the state before the sync is kept beside its history entry.
     kept = json.loads((root / "user" / "comfylock" / "history" / "0002.verify.json").read_text())
     assert {n["node"]: n["loaded"] for n in kept["nodes"]}["Uses-Gadget"] is True
-    assert cli(root, venv, wheels, "sync", "--json") == 1
+    assert run(root, venv, wheels, "sync", "--json") == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["verify"]["rolled_back"] is True
     assert doc["verify"]["regressions"][0]["node"] == "Uses-Gadget"
@@ -193,17 +187,17 @@ def test_after_an_automatic_rollback_history_check_and_rollback_say_what_is_know
     a rollback put the environment there, and `rollback --to` the broken state went there unwarned."""
     root = first_sync(comfy, venv, wheels, capsys)
     make_wheel(wheels, "gadget", "2.0", body=GADGET_2)
-    assert cli(root, venv, wheels, "compile", "-P", "gadget") == 0
-    assert cli(root, venv, wheels, "sync") == 1  # entry 2: before the sync; 3: the broken state
+    assert run(root, venv, wheels, "compile", "-P", "gadget") == 0
+    assert run(root, venv, wheels, "sync") == 1  # entry 2: before the sync; 3: the broken state
     capsys.readouterr()
-    assert cli(root, venv, wheels, "history", "--json") == 0
+    assert run(root, venv, wheels, "history", "--json") == 0
     entries = json.loads(capsys.readouterr().out)["entries"]
     assert entries[-1]["trigger"].startswith("automatic rollback to 2")
     assert entries[-1]["verify"]["failed"] == ["Always-Broken", "Uses-Gadget"]
-    assert cli(root, venv, wheels, "check", "--json") == 1
+    assert run(root, venv, wheels, "check", "--json") == 1
     assert json.loads(capsys.readouterr().out)["rolled_back_to"] == 2
     # Only asked for by number (a bare rollback never goes there): warned before it acts
-    assert cli(root, venv, wheels, "rollback", "--to", "3", "--dry-run") == 0
+    assert run(root, venv, wheels, "rollback", "--to", "3", "--dry-run") == 0
     out = capsys.readouterr().out
     assert "rollback to history entry 3: undoes `automatic rollback to 2" in out
     assert "warning: entry 3 was verified and Always-Broken, Uses-Gadget did not load in it" in out
@@ -212,9 +206,9 @@ def test_after_an_automatic_rollback_history_check_and_rollback_say_what_is_know
 def test_a_node_broken_before_and_after_is_reported_not_rolled_back(comfy, venv, wheels, capsys):
     root = first_sync(comfy, venv, wheels, capsys)
     make_wheel(wheels, "other", "2.0")
-    assert cli(root, venv, wheels, "compile", "-P", "other") == 0
+    assert run(root, venv, wheels, "compile", "-P", "other") == 0
     capsys.readouterr()
-    assert cli(root, venv, wheels, "sync") == 0
+    assert run(root, venv, wheels, "sync") == 0
     out = capsys.readouterr().out
     assert "Always-Broken" in out and "not a regression" in out and "rolled back" not in out
     assert installed(venv)["other"] == "2.0"
@@ -224,15 +218,15 @@ def test_no_verify_and_the_config_key_skip_it_and_a_sync_that_changed_nothing_sk
     comfy, venv, wheels, capsys
 ):
     root = first_sync(comfy, venv, wheels, capsys)
-    assert cli(root, venv, wheels, "sync") == 0
+    assert run(root, venv, wheels, "sync") == 0
     assert "custom nodes loaded" not in capsys.readouterr().out  # nothing changed: nothing to verify
     make_wheel(wheels, "gadget", "2.0", body=GADGET_2)
-    assert cli(root, venv, wheels, "compile", "-P", "gadget") == 0
-    assert cli(root, venv, wheels, "sync", "--no-verify") == 0
+    assert run(root, venv, wheels, "compile", "-P", "gadget") == 0
+    assert run(root, venv, wheels, "sync", "--no-verify") == 0
     assert installed(venv)["gadget"] == "2.0"
     assert "custom nodes loaded" not in capsys.readouterr().out
     (root / "user" / "comfylock" / "config.toml").write_text("verify = false\n")
-    assert cli(root, venv, wheels, "rollback") == 0
+    assert run(root, venv, wheels, "rollback") == 0
     assert installed(venv)["gadget"] == "1.0"
     assert "REGRESSION" not in capsys.readouterr().out
 
@@ -240,11 +234,11 @@ def test_no_verify_and_the_config_key_skip_it_and_a_sync_that_changed_nothing_sk
 def test_a_rollback_verifies_too(comfy, venv, wheels, capsys):
     root = first_sync(comfy, venv, wheels, capsys)
     make_wheel(wheels, "gadget", "2.0", body=GADGET_2)
-    assert cli(root, venv, wheels, "compile", "-P", "gadget") == 0
-    assert cli(root, venv, wheels, "sync", "--no-verify") == 0  # broken, on purpose, no baseline kept
-    assert cli(root, venv, wheels, "verify") == 1  # the broken state's result is now known
+    assert run(root, venv, wheels, "compile", "-P", "gadget") == 0
+    assert run(root, venv, wheels, "sync", "--no-verify") == 0  # broken, on purpose, no baseline kept
+    assert run(root, venv, wheels, "verify") == 1  # the broken state's result is now known
     capsys.readouterr()
-    assert cli(root, venv, wheels, "rollback") == 0  # back to gadget 1.0: Uses-Gadget loads again
+    assert run(root, venv, wheels, "rollback") == 0  # back to gadget 1.0: Uses-Gadget loads again
     out = capsys.readouterr().out
     assert "3 custom nodes loaded" in out and "REGRESSION" not in out
     assert installed(venv)["gadget"] == "1.0"
@@ -255,21 +249,21 @@ def test_a_rollback_into_a_state_that_breaks_a_node_is_undone_with_a_rollbacks_a
 ):
     root = first_sync(comfy, venv, wheels, capsys)
     make_wheel(wheels, "gadget", "2.0", body=GADGET_2)
-    assert cli(root, venv, wheels, "compile", "-P", "gadget") == 0
-    assert cli(root, venv, wheels, "sync", "--no-verify") == 0  # broken, on purpose
-    assert cli(root, venv, wheels, "rollback") == 0  # back to gadget 1.0, recording the broken state
+    assert run(root, venv, wheels, "compile", "-P", "gadget") == 0
+    assert run(root, venv, wheels, "sync", "--no-verify") == 0  # broken, on purpose
+    assert run(root, venv, wheels, "rollback") == 0  # back to gadget 1.0, recording the broken state
     broken = history.entries(root / "user" / "comfylock")[-1].id
     capsys.readouterr()
-    assert cli(root, venv, wheels, "rollback", "--to", str(broken)) == 1
+    assert run(root, venv, wheels, "rollback", "--to", str(broken)) == 1
     out = capsys.readouterr().out
     assert "REGRESSION: Uses-Gadget" in out and installed(venv)["gadget"] == "1.0"  # undone by itself
     assert "that state does not load: `comfylock history` lists the others" in out
     assert "compile and sync again" not in out  # a sync's advice: nothing here to pin
-    assert cli(root, venv, wheels, "check") == 1  # the lock has gadget 2.0: check says where things are
+    assert run(root, venv, wheels, "check") == 1  # the lock has gadget 2.0: check says where things are
     out = capsys.readouterr().out
     assert f"the last change (`rollback to {broken}`) broke a custom node and was undone by itself" in out
     # A bare rollback never goes back into that state, which verifying found breaking Uses-Gadget.
-    assert cli(root, venv, wheels, "rollback", "--dry-run") == 0
+    assert run(root, venv, wheels, "rollback", "--dry-run") == 0
     out = capsys.readouterr().out
     assert f"rollback to history entry {broken}:" not in out and "gadget 1.0 -> 2.0" not in out, out
 
@@ -278,12 +272,12 @@ def test_a_module_a_policy_leaves_out_is_named_with_that_rule_not_add(comfy, ven
     root = first_sync(comfy, venv, wheels, capsys)
     policy = root / "user" / "comfylock" / "pip-policy.user.json"
     policy.write_text('{"gadget": {"apply_first_match": [{"type": "skip", "reason": "try without"}]}}')
-    assert cli(root, venv, wheels, "compile") == 0
-    assert cli(root, venv, wheels, "sync") == 1  # Uses-Gadget stops loading: undone
+    assert run(root, venv, wheels, "compile") == 0
+    assert run(root, venv, wheels, "sync") == 1  # Uses-Gadget stops loading: undone
     out = capsys.readouterr().out
     assert "No module named 'gadget'" in out
     assert "a policy leaves it out of the lock: skip gadget" in out and "comfylock add 'gadget'" not in out
-    assert cli(root, venv, wheels, "verify") == 1  # Always-Broken's module is no policy's: add it
+    assert run(root, venv, wheels, "verify") == 1  # Always-Broken's module is no policy's: add it
     out = capsys.readouterr().out
     assert "`comfylock add 'not_installed_anywhere'`" in out
 
@@ -296,12 +290,12 @@ def test_a_hung_node_is_stopped_at_the_timeout_and_named(comfy, venv, wheels, ca
         "time.sleep(600)\n"
     )
     root = install_standin(comfy("", {"Hangs": {"__init__.py": hang}}))
-    assert cli(root, venv, wheels, "verify", "--timeout", "3") == 1
+    assert run(root, venv, wheels, "verify", "--timeout", "3") == 1
     out = capsys.readouterr().out
     assert "Hangs" in out and "hung" in out
     (root / "user" / "comfylock").mkdir(parents=True, exist_ok=True)
     (root / "user" / "comfylock" / "config.toml").write_text("verify-timeout = 2\n")
-    assert cli(root, venv, wheels, "verify", "--json") == 1
+    assert run(root, venv, wheels, "verify", "--json") == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["timed_out"] is True and doc["nodes"][0]["node"] == "Hangs"
 
@@ -316,20 +310,20 @@ def test_a_comfyui_without_the_verbose_level_option_is_run_without_it(comfy, ven
         "p.parse_args()\n"
     )
     (root / "main.py").write_text(strict + (root / "main.py").read_text())
-    assert cli(root, venv, wheels, "verify") == 0
+    assert run(root, venv, wheels, "verify") == 0
     assert "1 of 1 custom nodes loaded" in capsys.readouterr().out
 
 
 def test_history_shows_what_loaded_in_each_recorded_state(comfy, venv, wheels, capsys):
     root = first_sync(comfy, venv, wheels, capsys)
     make_wheel(wheels, "other", "2.0")
-    assert cli(root, venv, wheels, "compile", "-P", "other") == 0
-    assert cli(root, venv, wheels, "sync") == 0
+    assert run(root, venv, wheels, "compile", "-P", "other") == 0
+    assert run(root, venv, wheels, "sync") == 0
     capsys.readouterr()
-    assert cli(root, venv, wheels, "history") == 0
+    assert run(root, venv, wheels, "history") == 0
     lines = capsys.readouterr().out.splitlines()
     assert "verified: 2 of 3 nodes loaded (Always-Broken failed)" in lines[1]
-    assert cli(root, venv, wheels, "history", "--json") == 0
+    assert run(root, venv, wheels, "history", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["entries"][0]["verify"] is None
     assert doc["entries"][1]["verify"]["failed"] == ["Always-Broken"]
@@ -337,13 +331,13 @@ def test_history_shows_what_loaded_in_each_recorded_state(comfy, venv, wheels, c
 
 def test_bad_verify_settings_are_refused_in_one_line(comfy, venv, wheels, capsys):
     root = install_standin(comfy("", {}))
-    assert cli(root, venv, wheels, "verify", "--timeout", "0") == 2
+    assert run(root, venv, wheels, "verify", "--timeout", "0") == 2
     assert "--timeout must be a positive number" in capsys.readouterr().err
     cfg = root / "user" / "comfylock" / "config.toml"
     cfg.parent.mkdir(parents=True)
     for text, says in (("verify-timeout = -1\n", "verify-timeout"), ('verify = "yes"\n', "verify must be")):
         cfg.write_text(text)
-        assert cli(root, venv, wheels, "verify") == 2
+        assert run(root, venv, wheels, "verify") == 2
         err = capsys.readouterr().err
         assert "config.toml" in err and says in err and len(err.strip().splitlines()) == 1
 
@@ -356,13 +350,13 @@ def test_after_an_automatic_rollback_check_says_so_and_rollback_never_returns_to
     first sync) instead of reinstalling what broke the node."""
     root = first_sync(comfy, venv, wheels, capsys)
     make_wheel(wheels, "gadget", "2.0", body=GADGET_2)
-    assert cli(root, venv, wheels, "compile", "-P", "gadget") == 0
-    assert cli(root, venv, wheels, "sync") == 1  # broken, undone by itself
+    assert run(root, venv, wheels, "compile", "-P", "gadget") == 0
+    assert run(root, venv, wheels, "sync") == 1  # broken, undone by itself
     capsys.readouterr()
-    assert cli(root, venv, wheels, "check") == 1
+    assert run(root, venv, wheels, "check") == 1
     out = capsys.readouterr().out
     assert "the last sync broke a custom node and was rolled back by itself" in out
-    assert cli(root, venv, wheels, "rollback", "--dry-run") == 0
+    assert run(root, venv, wheels, "rollback", "--dry-run") == 0
     out = capsys.readouterr().out
     assert "rollback to history entry 1:" in out and "automatic rollback" not in out.splitlines()[0]
     assert installed(venv)["gadget"] == "1.0"

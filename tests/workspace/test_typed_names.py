@@ -5,17 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comfylock.cli.main import main
+from helpers import run
 
 NODES = {
     "ComfyUI-KJNodes": {"requirements.txt": "numpy\n"},
     "ComfyUI-Impact-Pack": {"requirements.txt": "pillow\n"},
 }
-
-
-def cli(root: Path, venv: Path, index: Path, *args: str) -> int:
-    extra = ["--no-index", "--find-links", str(index)] if args[0] == "compile" else []
-    return main([args[0], "--comfyui", str(root), "--python", str(venv), *extra, *args[1:]])
 
 
 def config(root: Path, text: str) -> Path:
@@ -27,11 +22,11 @@ def config(root: Path, text: str) -> Path:
 
 def test_skip_node_typo_exits_2_with_did_you_mean(comfy, venv, index, capsys):
     root = comfy("", NODES)
-    assert cli(root, venv, index, "compile") == 0
+    assert run(root, venv, index, "compile") == 0
     before = (root / "comfylock.lock").read_bytes()
     capsys.readouterr()
     # The lock is up to date: the quick no-op check must not hide the typo.
-    assert cli(root, venv, index, "compile", "--skip-node", "ComfyUI-KJNode") == 2
+    assert run(root, venv, index, "compile", "--skip-node", "ComfyUI-KJNode") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "--skip-node ComfyUI-KJNode: no node of that name" in err
@@ -41,7 +36,7 @@ def test_skip_node_typo_exits_2_with_did_you_mean(comfy, venv, index, capsys):
 
 def test_skip_node_typo_in_case_still_suggests(comfy, venv, index, capsys):
     root = comfy("", NODES)
-    assert cli(root, venv, index, "compile", "--skip-node", "comfyui-impact-pack") == 2
+    assert run(root, venv, index, "compile", "--skip-node", "comfyui-impact-pack") == 2
     assert "did you mean ComfyUI-Impact-Pack?" in capsys.readouterr().err
     assert not (root / "comfylock.lock").exists()
 
@@ -49,12 +44,12 @@ def test_skip_node_typo_in_case_still_suggests(comfy, venv, index, capsys):
 def test_config_section_for_a_missing_node_names_file_and_line(comfy, venv, index, capsys):
     root = comfy("", NODES)
     path = config(root, '[index]\nno-index = true\n\n[nodes."ComfyUI-KJNode"]\nskip = true\n')
-    assert cli(root, venv, index, "compile") == 2
+    assert run(root, venv, index, "compile") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f'{path}:4: [nodes."ComfyUI-KJNode"]: no node of that name' in err
     assert "did you mean ComfyUI-KJNodes?" in err
-    assert cli(root, venv, index, "check") == 2  # check reads the same config
+    assert run(root, venv, index, "check") == 2  # check reads the same config
     assert "did you mean ComfyUI-KJNodes?" in capsys.readouterr().err
 
 
@@ -62,11 +57,11 @@ def test_known_names_core_user_and_disabled_nodes_are_accepted(comfy, venv, inde
     nodes = {**NODES, "OldNode.disabled": {"requirements.txt": "tqdm\n"}}
     root = comfy("numpy\n", nodes)
     config(root, '[nodes.core]\nsource = "requirements.txt"\n[nodes."OldNode"]\nskip = true\n[nodes.user]\n')
-    assert cli(root, venv, index, "compile", "--skip-node", "ComfyUI-Impact-Pack") == 0
+    assert run(root, venv, index, "compile", "--skip-node", "ComfyUI-Impact-Pack") == 0
     assert "pillow" not in (root / "comfylock.lock").read_text().split("# body-sha256")[1]
 
 
 def test_no_nodes_at_all_says_so(comfy, venv, index, capsys):
     root = comfy("numpy\n")
-    assert cli(root, venv, index, "compile", "--skip-node", "Anything") == 2
+    assert run(root, venv, index, "compile", "--skip-node", "Anything") == 2
     assert "custom_nodes has no enabled node" in capsys.readouterr().err
