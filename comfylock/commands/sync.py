@@ -137,11 +137,10 @@ def sync_env(
             said = sync.apply(p, ctx.ws.python, index)  # the cache lacked something: same entry
         if unfinished:  # uv's uninstall of a half-written package can leave its .dist-info behind
             sync.remove_torn(target.site_dirs, unfinished.packages)
-        after = (rescan(target) if target.own else ctx.probe.read()) if p.install_text else None
-        if after is not None and not _envstate.plan(the_lock, after, None).is_noop:
-            # uv installed only the plan's packages and something else differs now (the environment
-            # moved meanwhile): the whole lock, with uv pip sync
-            said += sync.apply(p, ctx.ws.python, index, offline=offline, exact=True)
+        if p.install_text:  # uv installed only the plan's packages: is the environment the lock now?
+            after = rescan(target) if target.own else ctx.probe.read()
+            if not _envstate.plan(the_lock, after, None).is_noop:  # it moved meanwhile: the whole lock
+                said += sync.apply(p, ctx.ws.python, index, offline=offline, exact=True)
     ctx.probe.forget()  # read before uv changed the environment (.pth files too): the next run probes
     if said:
         from comfylock.explain.failures import sync_warnings

@@ -67,6 +67,24 @@ def _target(python: Path, facts: Any) -> Target:
         raise WorkspaceError(
             "the Python interpreter printed an unexpected answer", path=python, hint=_PROBE_HINT
         )
+    packages = _packages(facts)
+    return Target(
+        python=python,
+        version=facts["version"],
+        implementation=facts["implementation"],
+        sys_platform=facts["sys_platform"],
+        machine=facts["machine"],
+        has_gpu=gpu_available(packages["visible"].get("torch"), _nvidia_driver_present()),
+        own=tuple(d for d in facts.get("own", ()) if isinstance(d, str)),
+        paths=tuple(d for d in facts.get("paths", ()) if isinstance(d, str)),
+        prefix=str(facts.get("prefix", "")),
+        **packages,
+    )
+
+
+def _packages(facts: dict[str, Any]) -> dict[str, Any]:
+    """The Target fields that say what is installed, from a probe's answer or a scan of its folders
+    (`installed` already checked to map names to versions)."""
     installed: dict[str, str] = facts["installed"]
     visible = facts.get("visible")
     if not isinstance(visible, dict) or not all(isinstance(v, str) for v in visible.values()):
@@ -74,24 +92,15 @@ def _target(python: Path, facts: Any) -> Target:
     direct = facts.get("direct")
     direct = direct if isinstance(direct, dict) else {}
     frozen = facts.get("frozen")
-    return Target(
-        python=python,
-        version=facts["version"],
-        implementation=facts["implementation"],
-        sys_platform=facts["sys_platform"],
-        machine=facts["machine"],
-        installed=installed,
-        has_gpu=gpu_available(visible.get("torch"), _nvidia_driver_present()),
-        site_dirs=tuple(d for d in facts.get("site_dirs", ()) if isinstance(d, str)),
-        frozen=tuple(frozen)
+    return {
+        "installed": installed,
+        "visible": visible,
+        "direct": {str(k): v for k, v in direct.items() if isinstance(v, dict)},
+        "site_dirs": tuple(d for d in facts.get("site_dirs", ()) if isinstance(d, str)),
+        "frozen": tuple(frozen)
         if isinstance(frozen, list) and all(isinstance(x, str) for x in frozen)
         else None,
-        visible=visible,
-        direct={str(k): v for k, v in direct.items() if isinstance(v, dict)},
-        own=tuple(d for d in facts.get("own", ()) if isinstance(d, str)),
-        paths=tuple(d for d in facts.get("paths", ()) if isinstance(d, str)),
-        prefix=str(facts.get("prefix", "")),
-    )
+    }
 
 
 def probe_target(python: Path, cache: Path | None = None) -> Target:
@@ -146,16 +155,7 @@ def probe_target(python: Path, cache: Path | None = None) -> Target:
 def rescan(target: Target) -> Target:
     """`target` with its packages read again, its interpreter's facts (sys.path, site folders) kept:
     enough to see what a uv run just changed in its own site folders."""
-    facts = scan(list(target.paths), list(target.own))
-    frozen = facts["frozen"]
-    return replace(
-        target,
-        installed=dict(facts["installed"]),  # type: ignore[call-overload]
-        visible=dict(facts["visible"]),  # type: ignore[call-overload]
-        direct=dict(facts["direct"]),  # type: ignore[call-overload]
-        site_dirs=tuple(facts["site_dirs"]),  # type: ignore[call-overload]
-        frozen=tuple(frozen) if isinstance(frozen, list) else None,
-    )
+    return replace(target, **_packages(scan(list(target.paths), list(target.own))))
 
 
 def remember(target: Target) -> None:
