@@ -107,8 +107,6 @@ def sync_env(
         index.no_index,
     )
     frozen = _envstate.freeze(target)
-    lost = [line for line in frozen if line.startswith("-") and " @ " not in line]
-    warnings += [f"history cannot hold {line!r}: a rollback will not bring it back" for line in lost]
     if not (offline or offline_first):  # before the download starts; a rollback downloads little
         from comfylock.environment.download_size import announce as announce_size
 
@@ -142,6 +140,7 @@ def sync_env(
             if not _envstate.plan(the_lock, after, None).is_noop:  # it moved meanwhile: the whole lock
                 said += sync.apply(p, ctx.ws.python, index, offline=offline, exact=True)
     ctx.probe.forget()  # read before uv changed the environment (.pth files too): the next run probes
+    warnings += [f"history cannot hold {line!r}: a rollback will not bring it back" for line in entry.skipped]
     if said:
         from comfylock.explain.failures import sync_warnings
 
