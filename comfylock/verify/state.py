@@ -67,7 +67,11 @@ def _dir(user_dir: Path) -> Path:
 
 
 def save(user_dir: Path, key: str, result: VerifyResult) -> Path:
-    path = _dir(user_dir) / f"{key}.json"
+    """Keep `result` for the environment state `key` (state_key)."""
+    return _write(_dir(user_dir) / f"{key}.json", result)
+
+
+def _write(path: Path, result: VerifyResult) -> Path:
     atomic_write(path, json.dumps(result.to_json(), indent=1, sort_keys=True) + "\n")
     return path
 
@@ -86,9 +90,7 @@ def load_state(user_dir: Path, key: str) -> VerifyResult | None:
 
 def attach(entry_path: Path, result: VerifyResult) -> Path:
     """Keep `result` beside the history entry recording the same state."""
-    path = entry_path.with_suffix(".verify.json")
-    atomic_write(path, json.dumps(result.to_json(), indent=1, sort_keys=True) + "\n")
-    return path
+    return _write(entry_path.with_suffix(".verify.json"), result)
 
 
 def of_entry(entry_path: Path) -> VerifyResult | None:
