@@ -172,6 +172,23 @@ def _columns() -> int:
         return 80
 
 
+def add_index_options(p: argparse.ArgumentParser) -> None:
+    """Where packages come from, as uv and pip users give it: for every command that resolves."""
+    p.add_argument("--index-url", metavar="URL", help="the package index instead of PyPI")
+    p.add_argument(
+        "--extra-index-url", metavar="URL", action="append", default=[], help="one more index (repeatable)"
+    )
+    p.add_argument(
+        "--find-links",
+        "-f",
+        metavar="DIR_OR_URL",
+        action="append",
+        default=[],
+        help="a folder or page of wheels to use as well (repeatable)",
+    )
+    p.add_argument("--no-index", action="store_true", help="no index at all: only --find-links and the cache")
+
+
 def add_examples(parser: argparse.ArgumentParser, words: str = "") -> None:
     """Give `parser` and every subcommand below it the examples of EXAMPLES as their help's end."""
     for action in parser._actions:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from comfylock._redact import redact_text
+from comfylock.cli.args import add_index_options
 from comfylock.cli.out import Out, context, index_given
 
 
@@ -49,12 +50,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     )
     common(p)
     p.add_argument("snapshot", metavar="FILE", help="a Manager snapshot, .json or .yaml")
-    p.add_argument("--index-url", metavar="URL", help="the package index instead of PyPI")
-    p.add_argument("--extra-index-url", metavar="URL", action="append", default=[], help="one more index")
-    p.add_argument(
-        "--find-links", "-f", metavar="DIR_OR_URL", action="append", default=[], help="a folder of wheels"
-    )
-    p.add_argument("--no-index", action="store_true", help="no index: only --find-links and the cache")
+    add_index_options(p)
     p.add_argument("--dry-run", action="store_true", help="report what the lock would be, write nothing")
     p.set_defaults(handler=_import_snapshot)
 

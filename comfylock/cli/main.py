@@ -46,21 +46,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _index(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index-url", metavar="URL", help="the package index instead of PyPI")
-    p.add_argument(
-        "--extra-index-url", metavar="URL", action="append", default=[], help="one more index (repeatable)"
-    )
-    p.add_argument(
-        "--find-links",
-        "-f",
-        metavar="DIR_OR_URL",
-        action="append",
-        default=[],
-        help="a folder or page of wheels to use as well (repeatable)",
-    )
-    p.add_argument("--no-index", action="store_true", help="no index at all: only --find-links and the cache")
-    p.add_argument("--offline", action="store_true", help="use only uv's cache")
 
 
 def _no_verify(p: argparse.ArgumentParser) -> None:
@@ -110,7 +95,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _compile_options(p: argparse.ArgumentParser) -> None:
-    _index(p)
+    from comfylock.cli.args import add_index_options
+
+    add_index_options(p)
+    p.add_argument("--offline", action="store_true", help="use only uv's cache")
     p.add_argument("-U", "--upgrade", action="store_true", help="move every package to its newest allowed")
     p.add_argument(
         "-P",
